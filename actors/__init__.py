@@ -1,0 +1,1 @@
+"""Flywheel's online side: Ray actors around robots, cameras and simulators."""

@@ -1,0 +1,44 @@
+"""The `flywheel` command: one subcommand per job, each also `python -m pipelines.<job>`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
+    "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
+    "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: flywheel <command> [options]", "", "commands:"]
+    lines += [f"  {name:<16} {text}" for name, (_, text) in COMMANDS.items()]
+    lines.append("\n`flywheel <command> --help` describes a command's options.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"flywheel: error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return module.main(rest, prog=f"flywheel {name}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    from pipelines.cluster import exit_process
+
+    exit_process(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,143 @@
+"""MLflow tracking for Flywheel jobs.
+
+The tracking store is MLFLOW_TRACKING_URI, by default a SQLite store `mlflow.db` in the working
+directory (artifacts beside it in `mlartifacts/`). Look at runs with
+`mlflow ui --backend-store-uri sqlite:///mlflow.db`.
+
+`TrackedRun` talks to MLflow from a helper process started when the job starts: importing
+MLflow, opening (or migrating) the store and rendering figures take a few CPU-seconds, which
+then overlap the job instead of holding the driver's interpreter while it schedules Ray work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+class TrackedRun:
+    """One MLflow run, logged by a helper process.
+
+    Nothing is created in the store until `start` is called, so a job that fails its input
+    checks leaves no run behind (`abort`). `finish` waits for everything to be logged and
+    raises TrackingError with MLflow's message if anything failed.
+    """
+
+    def __init__(self, experiment: str):
+        self.experiment = experiment
+        self.uri = tracking_uri()
+        self.run_id: str | None = None
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve, args=(child, self.uri, experiment), name="flywheel-mlflow", daemon=True
+        )
+        self._proc.start()
+        child.close()
+
+    def start(self, run_name: str, params: dict) -> None:
+        self._conn.send(("start", run_name, {k: str(v)[:500] for k, v in params.items()}))
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self._conn.send(("metrics", {k: float(v) for k, v in metrics.items()}, step))
+
+    def log_text(self, text: str, name: str) -> None:
+        self._conn.send(("text", text, name))
+
+    def log_figure(self, build: Callable, name: str, **data) -> None:
+        """Log the PNG of `build(**data)`, a module-level function returning a figure."""
+        self._conn.send(("figure", build, name, data))
+
+    def finish(self, status: str = "FINISHED") -> str:
+        """Close the run; returns a one-line description of where it is."""
+        self._conn.send(("finish", status))
+        try:
+            reply = self._conn.recv()
+        except EOFError:
+            reply = ("error", "the MLflow helper process died")
+        self._proc.join(timeout=30)
+        if reply[0] == "error":
+            raise TrackingError(f"MLflow ({self.uri}): {reply[1]}")
+        self.run_id = reply[1]
+        return f"MLflow run {self.run_id} (experiment '{self.experiment}', store {self.uri})"
+
+    def abort(self) -> None:
+        with contextlib.suppress(BrokenPipeError, OSError):
+            self._conn.send(("abort",))
+        self._proc.join(timeout=30)
+
+
+def _serve(conn, uri: str, experiment: str) -> None:
+    """The helper process: import MLflow, then carry out the job's requests in order."""
+    error = None
+    try:
+        import logging
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"
+    run_id = None
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        kind = msg[0]
+        if kind == "abort":
+            return
+        if kind == "finish":
+            if error is None and run_id is not None:
+                try:
+                    client.set_terminated(run_id, status=msg[1])
+                except Exception as e:
+                    error = f"{type(e).__name__}: {e}"
+            conn.send(("error", error) if error else ("ok", run_id))
+            return
+        if error is not None:
+            continue
+        try:
+            if kind == "start":
+                run_id = client.create_run(exp_id, run_name=msg[1]).info.run_id
+                params = [Param(k, v) for k, v in msg[2].items()]
+                client.log_batch(run_id, params=params)
+            elif kind == "metrics":
+                import time
+
+                now = int(time.time() * 1000)
+                items = [Metric(k, v, now, msg[2]) for k, v in msg[1].items()]
+                for i in range(0, len(items), 900):
+                    client.log_batch(run_id, metrics=items[i : i + 900])
+            elif kind == "text":
+                client.log_text(run_id, msg[1], msg[2])
+            elif kind == "figure":
+                fig = msg[1](**msg[3])
+                with tempfile.TemporaryDirectory() as d:
+                    path = Path(d) / msg[2]
+                    fig.savefig(path, dpi=100, bbox_inches="tight")
+                    client.log_artifact(run_id, str(path))
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"
+            traceback.print_exc()

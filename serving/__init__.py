@@ -1,0 +1,1 @@
+"""Flywheel's Ray Serve deployments."""
