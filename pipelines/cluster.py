@@ -41,14 +41,38 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
         importing = threading.Thread(target=importlib.import_module, args=("ray.data",))
         importing.start()
     if address:
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, RuntimeError) as e:
+            raise ClusterError(f"cannot connect to the Ray cluster at {address}: {_why(e)}") from e
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+        # "local": a new cluster here, even if `ray start` left one running on this machine.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
         _started_local = True
     if data:
         importing.join()
         quiet_data()
     return ray.cluster_resources()
+
+
+class ClusterError(Exception):
+    """The Ray cluster cannot be reached; worded as one line."""
+
+
+def _why(e: BaseException) -> str:
+    chain, seen = [], set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(x) for x in chain)
+    if "InvalidAuthToken" in text or "AuthenticationError" in text:
+        return (
+            "authentication token missing or wrong; a cluster started with `ray start --head` "
+            "enforces token auth: run with RAY_AUTH_MODE=token (the token is read from "
+            "~/.ray/auth_token)"
+        )
+    return " ".join(str(chain[-1]).split())[:300]
 
 
 def quiet() -> None:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import advantage
+from pipelines.cluster import ClusterError
 from pipelines.dataset import (
     V21,
     DatasetError,
@@ -813,7 +814,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel label") -> int
     )
     try:
         result = run(cfg)
-    except DatasetError as e:
+    except (DatasetError, ClusterError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     if not cfg.dry_run:

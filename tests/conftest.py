@@ -14,7 +14,13 @@ def ray_cluster():
 
     quiet()
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+        )
     quiet_data()
     yield ray
     ray.shutdown()
