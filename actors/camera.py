@@ -1,0 +1,113 @@
+"""Cameras: the latest frame and when it was taken, from a real device or a simulator.
+
+`OpenCVCamera` reads an OpenCV `VideoCapture` (a device index, a /dev/video path, a stream URL
+or a file) on a grab thread that keeps only the newest frame, so a control loop never waits on
+the device and never gets a stale buffered frame. `RenderedCamera` puts any render function
+(the simulator's cameras) behind the same interface. `Camera` is the Ray actor around either.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+class CameraError(RuntimeError):
+    pass
+
+
+class OpenCVCamera:
+    """An OpenCV capture read continuously on a background thread (RGB uint8 frames)."""
+
+    def __init__(
+        self,
+        source: int | str,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        open_timeout_s: float = 5.0,
+    ):
+        import cv2
+
+        self.source = source
+        self._cap = cv2.VideoCapture(source)
+        if not self._cap.isOpened():
+            raise CameraError(f"camera {source!r}: OpenCV cannot open it")
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, height),
+            (cv2.CAP_PROP_FPS, fps),
+        ):
+            if value:
+                self._cap.set(prop, value)
+        self._lock = threading.Lock()
+        self._new = threading.Condition(self._lock)
+        self._frame: np.ndarray | None = None
+        self._stamp = 0.0
+        self._count = 0
+        self._error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._grab, name=f"camera-{source}", daemon=True)
+        self._thread.start()
+        self.wait_for_frame(open_timeout_s)
+
+    def _grab(self) -> None:
+        while not self._stop.is_set():
+            ok, bgr = self._cap.read()
+            if not ok:
+                with self._new:
+                    self._error = "no more frames (device disconnected or end of file)"
+                    self._new.notify_all()
+                return
+            rgb = bgr[:, :, ::-1].copy()
+            with self._new:
+                self._frame, self._stamp = rgb, time.time()
+                self._count += 1
+                self._new.notify_all()
+
+    def wait_for_frame(self, timeout_s: float) -> None:
+        with self._new:
+            if not self._new.wait_for(lambda: self._count or self._error, timeout_s):
+                raise CameraError(f"camera {self.source!r}: no frame within {timeout_s} s")
+            if not self._count:
+                raise CameraError(f"camera {self.source!r}: {self._error}")
+
+    def latest(self) -> tuple[np.ndarray, float, int]:
+        """(frame, capture time, frame number) of the newest frame."""
+        with self._lock:
+            if self._frame is None:
+                raise CameraError(f"camera {self.source!r}: {self._error or 'no frame yet'}")
+            return self._frame, self._stamp, self._count
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._cap.release()
+
+
+class RenderedCamera:
+    """A camera whose frames come from a render function (a simulator's camera)."""
+
+    def __init__(self, render: Callable[[], np.ndarray], name: str = "sim"):
+        self.source = name
+        self._render = render
+        self._count = 0
+
+    def latest(self) -> tuple[np.ndarray, float, int]:
+        frame = self._render()
+        self._count += 1
+        return frame, time.time(), self._count
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,127 @@
+"""The advantage estimator: image encoders, robot state and a value head (plain PyTorch).
+
+Two variants, as in the stage-advantage reference:
+
+* ``kai0``: two timesteps. Given a history frame h and a current frame c of one episode, it
+  predicts clamp(stage_progress_gt[c] - stage_progress_gt[h], -1, 1).
+* ``pi06``: the current frame only. It predicts stage_progress_gt[c] (the progress made since
+  the start of the episode, i.e. the kai0 target with the history at progress 0).
+
+Every camera image goes through one shared encoder (a compact ResNet by default; others are
+registered by name in ``ENCODERS``); the features of every camera and timestep are concatenated
+with the robot state and fed to the reference's value head
+Linear-SiLU-Linear-SiLU-Linear-Tanh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+VARIANTS = ("kai0", "pi06")
+ENCODERS: dict[str, Callable[[int], nn.Module]] = {}
+
+
+def register_encoder(name: str):
+    """Register an image encoder class: ``cls(out_dim)`` maps B x 3 x H x W to B x out_dim."""
+
+    def add(cls):
+        ENCODERS[name] = cls
+        return cls
+
+    return add
+
+
+class _Residual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+@register_encoder("resnet_small")
+class ResNetSmall(nn.Module):
+    """A compact ResNet: a strided stem and three residual stages (32-64-128 channels)."""
+
+    def __init__(self, out_dim: int = 128, width: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 5, 2, 2, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            _Residual(width, width, 2),
+            _Residual(width, 2 * width, 2),
+            _Residual(2 * width, 4 * width, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4 * width, out_dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@dataclass
+class EstimatorConfig:
+    variant: str = "kai0"
+    cameras: list[str] = field(default_factory=list)  # image feature keys, in order
+    state_dim: int = 6
+    image_size: int = 64  # images are resized to image_size x image_size before the encoder
+    encoder: str = "resnet_small"
+    feature_dim: int = 128
+    hidden_dim: int = 256
+    state_scale: float = 100.0  # SO-101 joints are in degrees: bring them near unit scale
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r}: one of {VARIANTS}")
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder {self.encoder!r}: one of {sorted(ENCODERS)}")
+
+    @property
+    def timesteps(self) -> int:
+        return 2 if self.variant == "kai0" else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AdvantageEstimator(nn.Module):
+    """value = head([enc(image) for each timestep and camera] + [state for each timestep])."""
+
+    def __init__(self, config: EstimatorConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = ENCODERS[config.encoder](config.feature_dim)
+        n_in = config.timesteps * (len(config.cameras) * config.feature_dim + config.state_dim)
+        self.head = nn.Sequential(
+            nn.Linear(n_in, config.hidden_dim),
+            nn.SiLU(),
+            nn.Linear(config.hidden_dim, config.hidden_dim),
+            nn.SiLU(),
+            nn.Linear(config.hidden_dim, 1),
+            nn.Tanh(),
+        )
+
+    def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """images: B x T x C x H x W x 3 uint8 (T timesteps, history first; C cameras);
+        state: B x T x state_dim. Returns B values in [-1, 1]."""
+        b, t, c, h, w, _ = images.shape
+        x = images.reshape(b * t * c, h, w, 3).permute(0, 3, 1, 2).float().div_(255.0)
+        feats = self.encoder(x).reshape(b, t * c * self.config.feature_dim)
+        z = torch.cat([feats, state.reshape(b, -1).float() / self.config.state_scale], dim=1)
+        return self.head(z).squeeze(1)
