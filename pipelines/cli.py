@@ -8,6 +8,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
+    "synth": ("pipelines.synth", "simulated SO-101 episodes as a LeRobot v2.1 dataset"),
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }

@@ -255,6 +255,7 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, fps: float, width: int, height: int):
         import cv2
 
+        self._cv2 = cv2
         self.path = Path(path)
         self._tmp = temp_path_for(self.path)
         self._size = (int(width), int(height))
@@ -268,7 +269,7 @@ class VideoWriter:
     def write(self, rgb: np.ndarray) -> None:
         if rgb.shape[1::-1] != self._size or rgb.dtype != np.uint8:
             raise ValueError(f"frame {rgb.shape} {rgb.dtype}, expected {self._size} uint8 RGB")
-        self._writer.write(np.ascontiguousarray(rgb[:, :, ::-1]))
+        self._writer.write(self._cv2.cvtColor(rgb, self._cv2.COLOR_RGB2BGR))
         self.frames += 1
 
     def close(self) -> None:

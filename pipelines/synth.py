@@ -1,0 +1,434 @@
+"""`flywheel synth OUT --episodes N`: simulated SO-101 episodes as a LeRobot v2.1 dataset.
+
+Episodes are rolled out in the embedded simulator (`actors.sim`) by scripted controllers of
+graded quality, drawn from `--mix`, as Ray tasks in parallel: each task renders its episodes'
+two cameras straight into mp4 files and returns the frames' table; once every episode's length
+is known the parquet files are written (the global `index` needs them), then the metadata.
+
+Columns per frame: `observation.state` (6 joints: degrees, gripper 0-100), `action` (the 6
+joint targets sent), videos `observation.images.front` / `.wrist`, `timestamp`, `frame_index`,
+`episode_index`, `index`, `task_index`, `next.reward` (1.0 on the step that succeeds),
+`next.done`, `progress` (the simulator's task progress: it drops when the arm backs off or the
+cube slips), `stage_progress_gt`, `progress_gt`, `data_type` and
+`complementary_info.is_intervention`.
+
+* `stage_progress_gt` follows the stage-advantage definition k/K + (1/K) * (position in
+  stage / stage length) over the task's K stages (reach, grasp[, lift]), taken run by run of
+  the simulator's stage: a run of stage k that is completed (the next run is stage k + 1, or the
+  episode succeeds in it) ramps from k/K towards (k+1)/K; a run that is not completed (the arm
+  backed off to an earlier stage, or a failed episode's last run) stays at k/K. So a failed
+  episode gets credit for the stages it finished and none for the one it was stuck in.
+* `progress_gt` is the episode's time progress frame/(n-1) scaled by the progress it reached
+  in the end (1 for a success).
+* `data_type`: `demo` for the scripted demonstrators (expert, hesitant); `auto` for the
+  controllers that stand in for autonomous policies (noisy, failing), `intervention` on the
+  frames where the simulated operator took over from one (`--operator`: the share of those
+  episodes it supervises). `complementary_info.is_intervention` marks the same frames.
+
+The same `--seed` gives identical parquet files and identical decoded video frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.cluster import ClusterError
+from pipelines.dataset import (
+    VIDEO_CODEC,
+    DatasetError,
+    VideoWriter,
+    episode_data_path,
+    episode_video_path,
+    features_of,
+    frames_table,
+    new_info,
+    table_stats,
+    video_feature,
+    write_meta,
+    write_parquet,
+)
+
+DEFAULT_MIX = "expert=0.4,hesitant=0.3,noisy=0.2,failing=0.1"
+DEMONSTRATORS = ("expert", "hesitant")  # data_type "demo"; the others stand in for policies
+TASK_TEXT = {
+    "reach_grasp": "reach and grasp the red cube",
+    "pick_lift": "pick up the red cube and lift it",
+}
+CAMERAS = ("observation.images.front", "observation.images.wrist")
+
+
+@dataclass
+class SynthConfig:
+    out: str
+    episodes: int
+    seed: int = 0
+    task: str = "reach_grasp"
+    task_text: str | None = None
+    mix: str = DEFAULT_MIX
+    operator: float = 0.5
+    fps: int = 10
+    image_size: int = 128
+    ray_address: str | None = None
+
+    @property
+    def text(self) -> str:
+        return self.task_text or TASK_TEXT[self.task]
+
+    def validate(self) -> dict[str, float]:
+        """Check the options; returns the parsed mix."""
+        if self.episodes < 1:
+            raise DatasetError(f"--episodes {self.episodes}: at least 1")
+        if self.task not in TASK_TEXT:
+            raise DatasetError(f"--task {self.task!r}: one of {sorted(TASK_TEXT)}")
+        if not 1 <= self.fps <= 120:
+            raise DatasetError(f"--fps {self.fps}: between 1 and 120")
+        if not 16 <= self.image_size <= 1024:
+            raise DatasetError(f"--image-size {self.image_size}: between 16 and 1024")
+        if not 0 <= self.operator <= 1:
+            raise DatasetError(f"--operator {self.operator}: a share between 0 and 1")
+        out = Path(self.out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DatasetError(f"{out}: exists and is not an empty folder (nothing was written)")
+        return parse_mix(self.mix)
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """'expert=0.4,hesitant=0.3' -> {'expert': 0.4, 'hesitant': 0.3}, weights normalised."""
+    from actors.sim.controllers import CONTROLLERS
+
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, weight = part.strip().partition("=")
+        if not sep or name not in CONTROLLERS:
+            raise DatasetError(
+                f"--mix {text!r}: {part.strip()!r} is not <controller>=<weight> with a "
+                f"controller in {sorted(CONTROLLERS)}"
+            )
+        try:
+            w = float(weight)
+        except ValueError:
+            raise DatasetError(f"--mix {text!r}: weight {weight!r} is not a number") from None
+        if not (w >= 0 and math.isfinite(w)):
+            raise DatasetError(f"--mix {text!r}: weight of {name} must be >= 0")
+        mix[name] = mix.get(name, 0.0) + w
+    total = sum(mix.values())
+    if total <= 0:
+        raise DatasetError(f"--mix {text!r}: the weights add up to 0")
+    return {k: v / total for k, v in mix.items()}
+
+
+@dataclass(frozen=True)
+class EpisodePlan:
+    index: int
+    seed: int
+    controller: str
+    supervised: bool  # the simulated operator watches and takes over when it drifts
+
+
+def plan_episodes(cfg: SynthConfig, mix: dict[str, float]) -> list[EpisodePlan]:
+    """Which controller rolls out which episode, with which seed; a function of `cfg.seed`."""
+    rng = np.random.default_rng(cfg.seed)
+    names = list(mix)
+    picks = rng.choice(len(names), size=cfg.episodes, p=[mix[n] for n in names])
+    watch = rng.random(cfg.episodes) < cfg.operator
+    seeds = np.random.SeedSequence(cfg.seed).generate_state(cfg.episodes)
+    return [
+        EpisodePlan(
+            index=i,
+            seed=int(seeds[i]),
+            controller=names[picks[i]],
+            supervised=bool(watch[i]) and names[picks[i]] not in DEMONSTRATORS,
+        )
+        for i in range(cfg.episodes)
+    ]
+
+
+def stage_progress(stages: np.ndarray, n_stages: int, success: bool) -> np.ndarray:
+    """stage_progress_gt from the per-frame stage sequence (see the module docstring)."""
+    n = len(stages)
+    out = np.empty(n, dtype=np.float64)
+    if n == 0:
+        return out.astype(np.float32)
+    starts = np.flatnonzero(np.r_[True, stages[1:] != stages[:-1]])
+    ends = np.r_[starts[1:], n]
+    for r, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        k = int(stages[a])
+        last = r == len(starts) - 1
+        completed = (not last and stages[b] == k + 1) or (last and success)
+        ramp = np.arange(b - a) / (b - a) if completed else np.zeros(b - a)
+        out[a:b] = k / n_stages + ramp / n_stages
+    return out.astype(np.float32)
+
+
+def _image_stats(total: np.ndarray, total_sq: np.ndarray, lo, hi, count: int) -> dict:
+    """LeRobot's per-channel image stats (values in [0, 1], shape 3 x 1 x 1)."""
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+
+    def shape(v):
+        return [[[float(x)]] for x in v]
+
+    return {
+        "min": shape(lo / 255.0),
+        "max": shape(hi / 255.0),
+        "mean": shape(mean / 255.0),
+        "std": shape(std / 255.0),
+        "count": [count],
+    }
+
+
+def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dict, pa.Table]:
+    """Roll one episode out, writing its videos; returns (episode metadata, frames table).
+
+    The table lacks the global `index` column (written later, when every length is known).
+    """
+    import cv2
+
+    from actors.sim import SO101Env
+    from actors.sim.controllers import Operator, make_controller
+
+    env = SO101Env(cfg.task, fps=cfg.fps, image_size=cfg.image_size, action_mode="joint")
+    controller = make_controller(plan.controller, env, seed=plan.seed)
+    policy = Operator(env, controller, seed=plan.seed) if plan.supervised else controller
+    obs, info = env.reset(seed=plan.seed)
+    if hasattr(policy, "reset"):
+        policy.reset(plan.seed)
+    cols: dict[str, list] = {
+        k: [] for k in ("state", "action", "reward", "progress", "stage", "interv")
+    }
+    img_acc = {k: [np.zeros(3), np.zeros(3), np.full(3, 255.0), np.zeros(3)] for k in CAMERAS}
+    size = cfg.image_size
+    pixels = size * size
+    writers = {
+        k: VideoWriter(episode_video_path(root, plan.index, k), cfg.fps, size, size)
+        for k in CAMERAS
+    }
+    try:
+        done = False
+        while not done:
+            for k, w in writers.items():
+                img = obs[k]
+                w.write(img)
+                mean, std = cv2.meanStdDev(img)  # per channel, in C++: numpy is 50x slower
+                acc = img_acc[k]
+                acc[0] += mean[:, 0] * pixels
+                acc[1] += (std[:, 0] ** 2 + mean[:, 0] ** 2) * pixels
+                for c, channel in enumerate(cv2.split(img)):
+                    lo, hi, _, _ = cv2.minMaxLoc(channel)
+                    acc[2][c], acc[3][c] = min(acc[2][c], lo), max(acc[3][c], hi)
+            out = policy(obs, info)
+            action, interv = out if isinstance(out, tuple) else (out, False)
+            cols["state"].append(obs["observation.state"])
+            cols["progress"].append(info["progress"])
+            cols["stage"].append(info["stage"])
+            cols["action"].append(env.joint_targets(action).astype(np.float32))
+            obs, reward, terminated, truncated, info = env.step(action)
+            cols["reward"].append(reward)
+            cols["interv"].append(bool(interv))
+            done = terminated or truncated
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.close()
+
+    n = len(cols["state"])
+    success = bool(info["success"])
+    final_progress = float(info["progress"])
+    interv = np.array(cols["interv"], dtype=bool)
+    if plan.controller in DEMONSTRATORS:
+        data_type = np.full(n, "demo", dtype=object)
+    else:
+        data_type = np.where(interv, "intervention", "auto").astype(object)
+    n_stages = len(env.unwrapped.world.stages)
+    done_col = np.zeros(n, dtype=bool)
+    done_col[-1] = True
+    table = frames_table(
+        {
+            "observation.state": np.stack(cols["state"]).astype(np.float32),
+            "action": np.stack(cols["action"]).astype(np.float32),
+            "timestamp": np.arange(n, dtype=np.float32) / np.float32(cfg.fps),
+            "frame_index": np.arange(n),
+            "episode_index": np.full(n, plan.index),
+            "task_index": np.zeros(n, dtype=np.int64),
+            "next.reward": np.array(cols["reward"], dtype=np.float32),
+            "next.done": done_col,
+            "progress": np.array(cols["progress"], dtype=np.float32),
+            "stage_progress_gt": stage_progress(np.array(cols["stage"]), n_stages, success),
+            "progress_gt": (np.arange(n) / max(n - 1, 1) * final_progress).astype(np.float32),
+            "data_type": data_type,
+            "complementary_info.is_intervention": interv,
+        }
+    )
+    stats = table_stats(table)
+    for k, (total, total_sq, lo, hi) in img_acc.items():
+        stats[k] = _image_stats(total, total_sq, lo, hi, n * size * size)
+    meta = {
+        "episode_index": plan.index,
+        "length": n,
+        "success": success,
+        "controller": plan.controller,
+        "supervised": plan.supervised,
+        "intervention_frames": int(interv.sum()),
+        "stats": stats,
+    }
+    return meta, table
+
+
+def rollout_group(plans: list[EpisodePlan], cfg: SynthConfig, root: str):
+    """Ray task body: several episodes; returns (their metadata, their tables)."""
+    metas, tables = [], []
+    for plan in plans:
+        meta, table = rollout_episode(plan, cfg, root)
+        metas.append(meta)
+        tables.append(table)
+    return metas, tables
+
+
+def write_tables(root: str, items: list[tuple[int, int]], tables: list[pa.Table]) -> int:
+    """Ray task body: write episode tables with their global `index` (episode, first index)."""
+    for (episode, first), table in zip(items, tables, strict=True):
+        index = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
+        table = table.add_column(table.column_names.index("episode_index") + 1, "index", index)
+        write_parquet(episode_data_path(root, episode), table)
+    return len(items)
+
+
+@dataclass
+class SynthResult:
+    root: Path
+    episodes: list[dict]
+    frames: int
+    seconds: float
+
+
+def run(cfg: SynthConfig, out=print) -> SynthResult:
+    """Synthesize the dataset (see the module docstring); DatasetError for bad options."""
+    t0 = time.time()
+    mix = cfg.validate()
+    plans = plan_episodes(cfg, mix)
+    root = Path(cfg.out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+
+    import ray
+
+    from pipelines.cluster import cluster_cpus, connect
+
+    connect(cfg.ray_address)
+    n_groups = max(1, min(len(plans), 2 * cluster_cpus()))
+    groups = [g for g in np.array_split(np.arange(len(plans)), n_groups) if len(g)]
+    task = ray.remote(num_cpus=1, num_returns=2)(rollout_group)
+    refs = [task.remote([plans[i] for i in g], cfg, str(root)) for g in groups]
+    metas = [m for group_metas in ray.get([r[0] for r in refs]) for m in group_metas]
+    metas.sort(key=lambda m: m["episode_index"])
+
+    firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]].tolist()
+    writer = ray.remote(num_cpus=1)(write_tables)
+    ray.get(
+        [
+            writer.remote(str(root), [(int(i), int(firsts[i])) for i in g], tables_ref)
+            for g, (_, tables_ref) in zip(groups, refs, strict=True)
+        ]
+    )
+
+    size = cfg.image_size
+    sample = episode_data_path(root, 0)
+    import pyarrow.parquet as pq
+
+    features = features_of(
+        pq.read_schema(sample).empty_table(),
+        {k: video_feature(size, size, cfg.fps, VIDEO_CODEC) for k in CAMERAS},
+    )
+    total = int(sum(m["length"] for m in metas))
+    info = new_info(
+        fps=cfg.fps,
+        features=features,
+        total_episodes=len(metas),
+        total_frames=total,
+        total_tasks=1,
+        robot_type="so101_follower",
+    )
+    write_meta(
+        root,
+        info=info,
+        tasks={0: cfg.text},
+        episodes=[
+            {"episode_index": m["episode_index"], "tasks": [cfg.text], "length": m["length"]}
+            for m in metas
+        ],
+        episodes_stats={m["episode_index"]: m["stats"] for m in metas},
+    )
+    return SynthResult(
+        root, [{k: v for k, v in m.items() if k != "stats"} for m in metas], total, time.time() - t0
+    )
+
+
+def summary_lines(result: SynthResult) -> list[str]:
+    lines = []
+    by = {}
+    for m in result.episodes:
+        by.setdefault(m["controller"], []).append(m)
+    for name, eps in sorted(by.items()):
+        ok = [e["length"] for e in eps if e["success"]]
+        mean = f", mean length of successes {np.mean(ok):.0f}" if ok else ""
+        watched = sum(e["supervised"] for e in eps)
+        lines.append(
+            f"  {name}: {len(eps)} episodes, {len(ok)} succeeded{mean}"
+            + (f", {watched} supervised by the operator" if watched else "")
+        )
+    return lines
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("out", help="new dataset folder (must not exist, or be empty)")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", default="reach_grasp", choices=sorted(TASK_TEXT))
+    p.add_argument("--task-text", default=None, help="the dataset's task text")
+    p.add_argument("--mix", default=DEFAULT_MIX, help=f"controller shares (default {DEFAULT_MIX})")
+    p.add_argument(
+        "--operator",
+        type=float,
+        default=0.5,
+        help="share of noisy/failing episodes supervised by the operator (0.5)",
+    )
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--ray-address", default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int:
+    args = build_parser(prog).parse_args(argv)
+    cfg = SynthConfig(**{k: v for k, v in vars(args).items()})
+    try:
+        result = run(cfg)
+    except (DatasetError, ClusterError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    n = len(result.episodes)
+    print(
+        f"Synthesized {n} episodes, {result.frames} frames in {result.seconds:.1f} s "
+        f"({n / result.seconds:.2f} episodes/s, {result.frames / result.seconds:.0f} frames/s)"
+    )
+    for line in summary_lines(result):
+        print(line)
+    print(f"Dataset: {result.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    from pipelines.cluster import exit_process
+
+    exit_process(main(prog="python -m pipelines.synth"))
