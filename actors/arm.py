@@ -23,6 +23,7 @@ back to the policy.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -71,7 +72,7 @@ class _Arm:
         self.bus.sync_write("Goal_Position", raw)
 
     def status(self) -> dict:
-        return {"port": self.port, "retries": self.bus.retry_count}
+        return {"port": self.port, "retries": self.bus.retry_count, "pid": os.getpid()}
 
 
 class FollowerArm(_Arm):
@@ -180,16 +181,16 @@ class LeaderArm(_Arm):
     def follow(self, follower_positions: np.ndarray) -> None:
         """Hold the leader where the follower is (torque on) while a policy drives."""
         goal = np.clip(np.asarray(follower_positions, dtype=np.float64), self.low, self.high)
-        self._write_goal(goal)
         if not self.following:
-            self.bus.enable_torque()
+            self.bus.enable_torque()  # holds where it is; then the goal moves it
             self.following = True
+        self._write_goal(goal)
         self._held_at = goal
 
     def poll_intervention(self) -> bool:
         """True once the operator has taken hold of the leader (torque then goes off)."""
-        if not self.following or self._held_at is None:
-            return not self.following
+        if not self.following:
+            return True
         error = np.abs(self.read() - self._held_at)
         if float(error.max()) > self.grab_threshold:
             self.bus.disable_torque()

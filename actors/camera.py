@@ -2,15 +2,15 @@
 
 `OpenCVCamera` reads an OpenCV `VideoCapture` (a device index, a /dev/video path, a stream URL
 or a file) on a grab thread that keeps only the newest frame, so a control loop never waits on
-the device and never gets a stale buffered frame. `RenderedCamera` puts any render function
-(the simulator's cameras) behind the same interface. `Camera` is the Ray actor around either.
+the device and never gets a stale buffered frame. `RobotCamera` puts the cameras of an emulated
+robot (the simulator, in another process) behind the same interface. Both run as Ray actors
+(`ray.remote(cls)`), with `latest()` and `close()`.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -92,16 +92,18 @@ class OpenCVCamera:
         self._cap.release()
 
 
-class RenderedCamera:
-    """A camera whose frames come from a render function (a simulator's camera)."""
+class RobotCamera:
+    """A camera of an emulated robot (an `EmulatedSO101` Ray actor): renders on request."""
 
-    def __init__(self, render: Callable[[], np.ndarray], name: str = "sim"):
-        self.source = name
-        self._render = render
+    def __init__(self, robot, key: str):
+        self.source = key
+        self._robot = robot
         self._count = 0
 
     def latest(self) -> tuple[np.ndarray, float, int]:
-        frame = self._render()
+        import ray
+
+        frame = ray.get(self._robot.render.remote(self.source))
         self._count += 1
         return frame, time.time(), self._count
 

@@ -10,6 +10,7 @@ COMMANDS = {
     "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
     "synth": ("pipelines.synth", "simulated SO-101 episodes as a LeRobot v2.1 dataset"),
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
+    "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }
 

@@ -45,6 +45,7 @@ from pipelines.cluster import ClusterError
 from pipelines.dataset import (
     VIDEO_CODEC,
     DatasetError,
+    ImageStats,
     VideoWriter,
     episode_data_path,
     episode_video_path,
@@ -169,30 +170,11 @@ def stage_progress(stages: np.ndarray, n_stages: int, success: bool) -> np.ndarr
     return out.astype(np.float32)
 
 
-def _image_stats(total: np.ndarray, total_sq: np.ndarray, lo, hi, count: int) -> dict:
-    """LeRobot's per-channel image stats (values in [0, 1], shape 3 x 1 x 1)."""
-    mean = total / count
-    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-
-    def shape(v):
-        return [[[float(x)]] for x in v]
-
-    return {
-        "min": shape(lo / 255.0),
-        "max": shape(hi / 255.0),
-        "mean": shape(mean / 255.0),
-        "std": shape(std / 255.0),
-        "count": [count],
-    }
-
-
 def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dict, pa.Table]:
     """Roll one episode out, writing its videos; returns (episode metadata, frames table).
 
     The table lacks the global `index` column (written later, when every length is known).
     """
-    import cv2
-
     from actors.sim import SO101Env
     from actors.sim.controllers import Operator, make_controller
 
@@ -205,9 +187,8 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
     cols: dict[str, list] = {
         k: [] for k in ("state", "action", "reward", "progress", "stage", "interv")
     }
-    img_acc = {k: [np.zeros(3), np.zeros(3), np.full(3, 255.0), np.zeros(3)] for k in CAMERAS}
+    image_stats = {k: ImageStats() for k in CAMERAS}
     size = cfg.image_size
-    pixels = size * size
     writers = {
         k: VideoWriter(episode_video_path(root, plan.index, k), cfg.fps, size, size)
         for k in CAMERAS
@@ -218,13 +199,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
             for k, w in writers.items():
                 img = obs[k]
                 w.write(img)
-                mean, std = cv2.meanStdDev(img)  # per channel, in C++: numpy is 50x slower
-                acc = img_acc[k]
-                acc[0] += mean[:, 0] * pixels
-                acc[1] += (std[:, 0] ** 2 + mean[:, 0] ** 2) * pixels
-                for c, channel in enumerate(cv2.split(img)):
-                    lo, hi, _, _ = cv2.minMaxLoc(channel)
-                    acc[2][c], acc[3][c] = min(acc[2][c], lo), max(acc[3][c], hi)
+                image_stats[k].add(img)
             out = policy(obs, info)
             action, interv = out if isinstance(out, tuple) else (out, False)
             cols["state"].append(obs["observation.state"])
@@ -271,8 +246,8 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
         }
     )
     stats = table_stats(table)
-    for k, (total, total_sq, lo, hi) in img_acc.items():
-        stats[k] = _image_stats(total, total_sq, lo, hi, n * size * size)
+    for k, acc in image_stats.items():
+        stats[k] = acc.result()
     meta = {
         "episode_index": plan.index,
         "length": n,

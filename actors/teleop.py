@@ -1,0 +1,181 @@
+"""Teleoperation: the follower follows the leader at a fixed rate, and episodes are recorded.
+
+`TeleopSession` drives Ray actors (a `FollowerArm`, a `LeaderArm`, cameras) from the driver: at
+every tick of an absolute-time grid (default 30 Hz) it reads the follower's joints, the newest
+frame of every camera and the leader's joints, records the frame (observation = follower and
+cameras, action = leader), and sends the leader's joints to the follower. Frames live in the
+driver until the episode is saved, so an arm actor that dies and is restarted by Ray (it
+handshakes again) costs a late tick, not a recorded frame.
+
+Controls, from the keyboard (`KeyboardControls`: s success, f failure, r re-record, q stop) or
+from code (`success()`, `failure()`, `rerecord()`, `stop()`, thread-safe): an episode ends on
+success or failure (saved, reward 1.0 on the last frame for a success), at its time limit
+(saved as a failure), or on stop (saved, then the session ends); re-record drops it and starts
+it again.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines.dataset import EpisodeRecorder
+
+SUCCESS, FAILURE, RERECORD, STOP, TIMEOUT = "success", "failure", "rerecord", "stop", "timeout"
+
+
+@dataclass
+class EpisodeOutcome:
+    episode_index: int
+    frames: int
+    outcome: str
+    late_ticks: int = 0
+    periods_ms: list[float] = field(default_factory=list, repr=False)
+
+
+class TeleopSession:
+    def __init__(
+        self,
+        follower,
+        leader,
+        cameras: dict,
+        recorder: EpisodeRecorder,
+        fps: float = 30.0,
+        episode_time_s: float = 30.0,
+        on_episode_start=None,
+    ):
+        self.follower, self.leader, self.cameras = follower, leader, dict(cameras)
+        self.recorder = recorder
+        self.fps = fps
+        self.episode_time_s = episode_time_s
+        self.on_episode_start = on_episode_start
+        self._event: str | None = None
+        self._lock = threading.Lock()
+        self.frames_this_episode = 0
+
+    # ------------------------------------------------------------------ controls
+
+    def _signal(self, event: str) -> None:
+        with self._lock:
+            if self._event is None or event == STOP:
+                self._event = event
+
+    def success(self) -> None:
+        self._signal(SUCCESS)
+
+    def failure(self) -> None:
+        self._signal(FAILURE)
+
+    def rerecord(self) -> None:
+        self._signal(RERECORD)
+
+    def stop(self) -> None:
+        self._signal(STOP)
+
+    def _take_event(self) -> str | None:
+        with self._lock:
+            event, self._event = self._event, None
+            return event
+
+    # ------------------------------------------------------------------ the loop
+
+    def _tick(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        import ray
+
+        state_ref = self.follower.read.remote()
+        frame_refs = {k: cam.latest.remote() for k, cam in self.cameras.items()}
+        action_ref = self.leader.read.remote()
+        state, action = ray.get([state_ref, action_ref])
+        images = {
+            k: v[0] for k, v in zip(frame_refs, ray.get(list(frame_refs.values())), strict=True)
+        }
+        ray.get(self.follower.command.remote(action))
+        return state, action, images
+
+    def record_episode(self) -> EpisodeOutcome:
+        """Record one episode (re-recording it as asked); returns how it ended."""
+        while True:
+            if self.on_episode_start is not None:
+                self.on_episode_start()
+            ep = self.recorder.begin()
+            self.frames_this_episode = 0
+            period = 1.0 / self.fps
+            start = time.monotonic()
+            deadline = start + self.episode_time_s
+            next_tick, last, late = start, None, 0
+            periods = []
+            event = None
+            while event is None:
+                now = time.monotonic()
+                if now >= deadline:
+                    event = TIMEOUT
+                    break
+                if next_tick > now:
+                    time.sleep(next_tick - now)
+                tick_start = time.monotonic()
+                if last is not None:
+                    periods.append((tick_start - last) * 1000)
+                last = tick_start
+                state, action, images = self._tick()
+                self.recorder.add(state, action, images)
+                self.frames_this_episode += 1
+                next_tick += period
+                if time.monotonic() > next_tick:  # this tick overran the next slot
+                    late += 1
+                    next_tick = time.monotonic()
+                event = self._take_event()
+            if event == RERECORD:
+                self.recorder.discard()
+                continue
+            meta = self.recorder.save(success=event == SUCCESS)
+            return EpisodeOutcome(ep, meta["length"], event, late, periods)
+
+    def run(self, episodes: int) -> list[EpisodeOutcome]:
+        outcomes = []
+        for _ in range(episodes):
+            outcome = self.record_episode()
+            outcomes.append(outcome)
+            if outcome.outcome == STOP:
+                break
+        return outcomes
+
+
+class KeyboardControls:
+    """s success, f failure, r re-record, q stop: read from the terminal on a thread."""
+
+    KEYS = {"s": "success", "f": "failure", "r": "rerecord", "q": "stop"}
+
+    def __init__(self, session: TeleopSession):
+        self.session = session
+        self._thread: threading.Thread | None = None
+        self._saved = None
+
+    def start(self) -> bool:
+        """Listen if stdin is a terminal; returns whether it does."""
+        if not sys.stdin.isatty():
+            return False
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        self._saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)
+        self._thread = threading.Thread(target=self._listen, name="keyboard", daemon=True)
+        self._thread.start()
+        return True
+
+    def _listen(self) -> None:
+        while True:
+            key = sys.stdin.read(1).lower()
+            if key in self.KEYS:
+                getattr(self.session, self.KEYS[key])()
+
+    def close(self) -> None:
+        if self._saved is not None:
+            import termios
+
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)

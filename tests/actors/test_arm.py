@@ -1,0 +1,133 @@
+"""FollowerArm / LeaderArm with the real SDK against the emulated SO-101, faults included."""
+
+import time
+
+import numpy as np
+import pytest
+
+from actors.arm import ArmError, FollowerArm, LeaderArm
+from actors.emulated_robot import EMULATED_CALIBRATION, EmulatedSO101, encoders_from_joints
+from actors.feetech.bus import BusError
+
+
+@pytest.fixture()
+def robot():
+    r = EmulatedSO101(seed=4)
+    yield r
+    r.close()
+
+
+def wait_until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_commanded_positions_are_reached_and_move_the_simulated_arm(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=90)
+    try:
+        start = arm.read()
+        assert np.allclose(start, robot.state()["joints"], atol=0.2)
+        goal = np.array([20.0, -30.0, 40.0, 60.0, -15.0, 70.0])
+        sent = arm.command(goal)
+        assert np.allclose(sent, goal, atol=1e-4)
+        assert wait_until(lambda: np.allclose(arm.read(), goal, atol=0.2))
+        # the follower's servos carried the simulated arm along
+        assert wait_until(lambda: np.allclose(robot.state()["joints"], goal, atol=0.3))
+    finally:
+        arm.shutdown()
+
+
+def test_goals_are_clamped_to_range_and_step(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=5.0)
+    try:
+        now = arm.read()
+        sent = arm.command(now + np.array([30.0, -30.0, 0, 0, 0, 0]))
+        assert np.allclose(sent[:2], now[:2] + [5.0, -5.0], atol=1e-3)
+        # far beyond the calibrated range: clamped to it (shoulder_pan range is +-110 deg)
+        for _ in range(40):
+            sent = arm.command(np.array([500.0, 0, 0, 0, 0, 50.0]))
+            time.sleep(0.01)
+        assert sent[0] <= arm.high[0] + 1e-6 and arm.high[0] == pytest.approx(110.0, abs=0.2)
+    finally:
+        arm.shutdown()
+
+
+def test_a_servo_that_stops_answering_ends_in_torque_off_and_names_it(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, retries=2)
+    follower = robot.follower
+    assert all(follower.torque_enabled(i) for i in range(1, 7))
+    follower.kill(3)
+    with pytest.raises(BusError, match="elbow_flex"):
+        arm.command(arm.low + 1)
+    assert not any(follower.torque_enabled(i) for i in (1, 2, 4, 5, 6))
+    with pytest.raises(ArmError, match="stopped"):
+        arm.command(arm.low + 1)
+    arm.shutdown()
+
+
+def test_a_dropped_reply_is_retried_invisibly(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION)
+    try:
+        before = arm.bus.retry_count
+        robot.follower.drop_replies(2, 1)
+        assert np.allclose(arm.read(), robot.state()["joints"], atol=0.2)
+        assert arm.bus.retry_count == before + 1
+    finally:
+        arm.shutdown()
+
+
+def test_a_stalled_control_loop_trips_the_watchdog(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=120, watchdog_s=0.1)
+    try:
+        start = arm.read()
+        target = start + np.array([-start[0] - 100.0, 0, 0, 0, 0, 0])  # pan to -100 degrees
+        arm.command(target)  # a long move (~0.4 s) ... and then no more commands
+        assert wait_until(lambda: arm.watchdog_trips == 1, timeout=2)
+        held = arm.read()
+        time.sleep(0.3)
+        assert np.allclose(arm.read(), held, atol=0.2)  # it holds where it was
+        assert abs(held[0] - target[0]) > 5  # short of the goal it was given
+        assert arm.watchdog_trips == 1  # once per stall
+        arm.command(held)
+        assert arm.status()["watchdog_trips"] == 1
+    finally:
+        arm.shutdown()
+
+
+def test_emergency_stop_and_shutdown_turn_torque_off(robot):
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION)
+    arm.estop()
+    assert not any(robot.follower.torque_enabled(i) for i in range(1, 7))
+    with pytest.raises(ArmError):
+        arm.command(arm.read())
+    arm.shutdown()
+
+
+def test_leader_follows_then_intervention_when_taken_hold_of(robot):
+    leader = LeaderArm(robot.ports()["leader"], EMULATED_CALIBRATION, grab_threshold=8)
+    try:
+        pose = np.array([10.0, -20.0, 30.0, 70.0, 0.0, 30.0])
+        leader.follow(pose)  # a policy drives: the leader tracks the follower, torque on
+        assert all(robot.leader.torque_enabled(i) for i in range(1, 7))
+        assert wait_until(lambda: np.allclose(leader.read(), pose, atol=0.3))
+        assert leader.poll_intervention() is False
+        # the operator takes hold and pushes the elbow 20 degrees
+        moved = pose + np.array([0, 0, 20.0, 0, 0, 0])
+        for servo, count in encoders_from_joints(moved).items():
+            robot.leader.set_position(servo, count)
+        assert leader.poll_intervention() is True
+        assert not any(robot.leader.torque_enabled(i) for i in range(1, 7))
+        leader.end_intervention(pose)
+        assert all(robot.leader.torque_enabled(i) for i in range(1, 7))
+    finally:
+        leader.shutdown()
+
+
+def test_handshake_names_a_missing_motor(robot):
+    robot.follower.kill(6)
+    with pytest.raises(BusError, match=r"gripper \(id 6\): no answer"):
+        FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, retries=1)
