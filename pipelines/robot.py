@@ -358,8 +358,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     q.add_argument("--fps", type=float, default=30.0)
     q.add_argument("--episodes", type=int, default=1)
     q.add_argument("--episode-time", type=float, default=30.0, help="seconds per episode")
-    q.add_argument("--task", default=None,
-                   help="what the episodes do (default with --sim: the simulated task's text)")
+    q.add_argument(
+        "--task",
+        default=None,
+        help="what the episodes do (default with --sim: the simulated task's text)",
+    )
     q.add_argument(
         "--max-step", type=float, default=10.0, help="largest follower move per tick (degrees)"
     )
