@@ -76,9 +76,13 @@ class OpenCVCamera:
                 raise CameraError(f"camera {self.source!r}: {self._error}")
 
     def latest(self) -> tuple[np.ndarray, float, int]:
-        """(frame, capture time, frame number) of the newest frame."""
+        """(frame, capture time, frame number) of the newest frame.
+
+        Raises CameraError once the device stopped delivering frames: a recording never goes
+        on with a frozen picture.
+        """
         with self._lock:
-            if self._frame is None:
+            if self._error is not None or self._frame is None:
                 raise CameraError(f"camera {self.source!r}: {self._error or 'no frame yet'}")
             return self._frame, self._stamp, self._count
 

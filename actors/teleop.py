@@ -120,8 +120,12 @@ class TeleopSession:
                 if last is not None:
                     periods.append((tick_start - last) * 1000)
                 last = tick_start
-                state, action, images = self._tick()
-                self.recorder.add(state, action, images)
+                try:
+                    state, action, images = self._tick()
+                    self.recorder.add(state, action, images)
+                except BaseException:
+                    self.recorder.discard()  # the episode's videos must not be left half made
+                    raise
                 self.frames_this_episode += 1
                 next_tick += period
                 if time.monotonic() > next_tick:  # this tick overran the next slot

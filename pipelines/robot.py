@@ -249,6 +249,9 @@ def teleop(args) -> int:
         watcher = _watch_success(robot, session) if robot is not None else None
         try:
             outcomes = session.run(args.episodes)
+        except ray.exceptions.RayError as e:  # an arm or camera failed for good: say which
+            cause = getattr(e, "cause", None) or e
+            raise RobotError(f"teleop stopped: {type(cause).__name__}: {cause}") from e
         finally:
             keys.close()
             if watcher is not None:
