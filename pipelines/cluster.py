@@ -28,6 +28,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
 
     quiet()
     if ray.is_initialized():
+        if data:
+            quiet_data()
         return ray.cluster_resources()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"log_to_driver": False, "logging_level": logging.ERROR}

@@ -608,6 +608,42 @@ class LeRobotDataset:
         t = t.filter(mask)
         return t if columns is None else t.select(list(columns))
 
+    def iter_camera_frames(self, episode_index: int, key: str, data_dir: str = "data"):
+        """The episode's frames of camera `key`, one RGB uint8 array at a time.
+
+        Video features are decoded with OpenCV as they are read (for v3.0, the episode's span of
+        the shared video file); image features (stored in the parquet files as encoded bytes)
+        are decoded with cv2.imdecode. A video OpenCV cannot decode is a DatasetError naming the
+        file and its codec.
+        """
+        import cv2
+
+        feature = self.features.get(key)
+        if feature is None:
+            raise DatasetError(f"{self.root}/meta/info.json: no camera feature {key!r}")
+        n = self.episode_length(episode_index)
+        if feature.get("dtype") == "video":
+            codec = (feature.get("info") or {}).get("video.codec")
+            start, _ = self.video_span(episode_index, key)
+            first = int(round(start * self.fps))
+            yield from iter_video_frames(self.video_file(episode_index, key), first, n, codec=codec)
+            return
+        column = self.read_episode(episode_index, [key], data_dir).column(key).to_pylist()
+        for i, cell in enumerate(column):
+            data = cell.get("bytes") if isinstance(cell, dict) else cell
+            bgr = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DatasetError(
+                    f"{self.relative(self.data_file(episode_index, data_dir))}: episode "
+                    f"{episode_index} frame {i}: {key} is not a decodable image"
+                )
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        """Every camera feature, video or image, in metadata order."""
+        return [k for k, f in self.features.items() if f.get("dtype") in ("video", "image")]
+
     def missing(self) -> MissingReport:
         """Files the metadata lists that are not in the folder."""
         rep = MissingReport(meta_files=list(self._missing_meta))

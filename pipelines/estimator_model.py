@@ -117,11 +117,24 @@ class AdvantageEstimator(nn.Module):
             nn.Tanh(),
         )
 
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of frames: N x C x H x W x 3 uint8 (C cameras) -> N x (C * feature_dim)."""
+        n, c, h, w, _ = images.shape
+        x = images.reshape(n * c, h, w, 3).permute(0, 3, 1, 2).float().div_(255.0)
+        return self.encoder(x).reshape(n, c * self.config.feature_dim)
+
+    def value(self, features: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The head on encoded frames: features B x T x (C * feature_dim), state B x T x D."""
+        b = features.shape[0]
+        z = torch.cat(
+            [features.reshape(b, -1), state.reshape(b, -1).float() / self.config.state_scale],
+            dim=1,
+        )
+        return self.head(z).squeeze(1)
+
     def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """images: B x T x C x H x W x 3 uint8 (T timesteps, history first; C cameras);
         state: B x T x state_dim. Returns B values in [-1, 1]."""
-        b, t, c, h, w, _ = images.shape
-        x = images.reshape(b * t * c, h, w, 3).permute(0, 3, 1, 2).float().div_(255.0)
-        feats = self.encoder(x).reshape(b, t * c * self.config.feature_dim)
-        z = torch.cat([feats, state.reshape(b, -1).float() / self.config.state_scale], dim=1)
-        return self.head(z).squeeze(1)
+        b, t = images.shape[:2]
+        features = self.encode(images.reshape(b * t, *images.shape[2:])).reshape(b, t, -1)
+        return self.value(features, state)

@@ -37,19 +37,16 @@ def test_plans_follow_the_mix_and_the_seed():
     assert len({p.seed for p in plans}) == 400
 
 
-def test_stage_progress_runs():
-    K = 2
-    # reach (4 frames) completed, grasp (4 frames) completed by success
-    sp = synth.stage_progress(np.array([0, 0, 0, 0, 1, 1, 1, 1]), K, success=True)
-    assert sp.tolist() == pytest.approx([0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875])
-    # reach, a grasp run abandoned (backed off to reach), reach again, grasp, success
-    sp = synth.stage_progress(np.array([0, 0, 1, 1, 0, 0, 1, 1]), K, success=True)
-    assert sp.tolist() == pytest.approx([0, 0.25, 0.5, 0.5, 0, 0.25, 0.5, 0.75])
-    # a failed episode stuck in its last stage gets no credit inside it
-    sp = synth.stage_progress(np.array([0, 0, 1, 1, 1]), K, success=False)
-    assert sp.tolist() == pytest.approx([0, 0.25, 0.5, 0.5, 0.5])
-    sp = synth.stage_progress(np.array([0, 0, 0]), 3, success=False)
-    assert sp.tolist() == [0, 0, 0]
+def test_stage_progress_is_the_stage_plus_the_position_in_it():
+    stages = np.array([0, 0, 0, 1, 1, 0, 1])
+    scores = np.array(
+        [[0.0, 0, 0], [0.5, 0, 0], [0.9, 0, 0], [1, 0.0, 0], [1, 0.6, 0], [0.7, 0, 0], [1, 1, 0]]
+    )
+    sp = synth.stage_progress(stages, scores[:, :2], 2)
+    # reach: half the score; grasp: 0.5 + half; backing off drops it; held = 1
+    assert sp.tolist() == pytest.approx([0, 0.25, 0.45, 0.5, 0.8, 0.35, 1.0])
+    sp = synth.stage_progress(np.array([2, 1]), np.array([[1, 1, 0.5], [1, 0.3, 0]]), 3)
+    assert sp.tolist() == pytest.approx([(2 + 0.5) / 3, (1 + 0.3) / 3])
 
 
 @pytest.mark.parametrize(
@@ -113,7 +110,7 @@ def test_dataset_reads_back_and_is_deterministic(tmp_path):
         reward = t["next.reward"].to_numpy()
         assert reward.sum() == (1.0 if a.episodes[ep]["success"] else 0.0)
         spg = t["stage_progress_gt"].to_numpy()
-        assert ((spg >= 0) & (spg < 1)).all()
+        assert ((spg >= 0) & (spg <= 1)).all()
         kinds = set(t["data_type"].to_pylist())
         interv = t["complementary_info.is_intervention"].to_numpy(zero_copy_only=False)
         controller = a.episodes[ep]["controller"]

@@ -1,0 +1,336 @@
+"""`flywheel estimate DATASET --checkpoint CKPT`: Stage 2, the estimator over a dataset (Ray Data).
+
+A Ray Data pass in two operators:
+
+1. **frames** (CPU tasks, one per group of episodes): each episode's camera videos are decoded
+   with OpenCV as a stream (images stored in the parquet files too) and resized to the model's
+   input; rows of frames leave the task as they are decoded, so a long video is never held in
+   memory.
+2. **encoder** (`ActorPoolStrategy`: replicas of the estimator, on GPUs when there are some):
+   batches of frames from any episodes through the image encoder, padded to a fixed batch size
+   so that a frame's features never depend on what it was batched with (same inputs, same
+   outputs). Each frame is encoded once, although kai0 looks at it up to three times (as the
+   current frame of its value, as the history and as the look-ahead of relative advantages).
+
+The driver gathers each episode's features as they stream in and, once an episode is complete,
+runs the value head on its queries, value (frame 0 -> frame i) and, for kai0, relative
+(frame i -> frame f(i) = min(i + 50, last)), and writes
+`<dataset>/data_<VARIANT>_<step>/chunk-XXX/episode_XXXXXX.parquet`: the original columns plus
+`absolute_value`, `absolute_advantage` and (kai0) `relative_advantage`, with the reference's
+formulas (`pipelines.estimator_data.advantages`), atomically. Episodes whose output exists are
+skipped, so an interrupted pass resumes where it stopped. Then
+`flywheel label DATASET --data-dir data_KAI0_<step> --advantage-source absolute_advantage`.
+
+Also `python -m pipelines.estimate` (for `ray job submit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.cluster import ClusterError
+from pipelines.dataset import (
+    DatasetError,
+    LeRobotDataset,
+    episode_data_path,
+    read_columns,
+    remove_stale_temps,
+    write_parquet,
+)
+from pipelines.estimator_data import lookahead, resize
+
+
+@dataclass
+class EstimateConfig:
+    dataset: str
+    checkpoint: str
+    batch_size: int = 64
+    replicas: int | None = None  # default: one per GPU, else one per CPU
+    gpus_per_replica: float | None = None  # default: 1 when the cluster has GPUs
+    data_dir: str = "data"
+    ray_address: str | None = None
+    episodes: list[int] | None = None  # default: all
+
+
+def output_dir(variant: str, step: int) -> str:
+    return f"data_{variant.upper()}_{step}"
+
+
+# --------------------------------------------------------------------------- operator 1
+
+
+def episode_frames(
+    ds: LeRobotDataset,
+    episode: int,
+    cameras: list[str],
+    size: int,
+    data_dir: str = "data",
+    rows: int = 32,
+):
+    """Yield an episode's frames at the model's input size, `rows` at a time."""
+    streams = [iter(ds.iter_camera_frames(episode, k, data_dir)) for k in cameras]
+    n = ds.episode_length(episode)
+    for a in range(0, n, rows):
+        count = min(rows, n - a)
+        images = np.empty((count, len(cameras), size, size, 3), np.uint8)
+        for i in range(count):
+            for c, stream in enumerate(streams):
+                images[i, c] = resize(next(stream), size)
+        yield {
+            "episode": np.full(count, episode, np.int64),
+            "frame": np.arange(a, a + count, dtype=np.int64),
+            "images": images,
+        }
+
+
+def decode_frames(batch: dict, root: str, cameras: list[str], size: int, data_dir: str):
+    """Ray Data UDF (a generator): the frames of the batch's episodes."""
+    ds = LeRobotDataset(root)
+    for episode in batch["episode"]:
+        yield from episode_frames(ds, int(episode), cameras, size, data_dir)
+
+
+# --------------------------------------------------------------------------- operator 2
+
+
+class Encoder:
+    """A model replica (Ray Data actor): frames in, image features out."""
+
+    def __init__(self, checkpoint: str, batch_size: int, threads: int | None = None):
+        import torch
+
+        from pipelines.train_estimator import load_checkpoint
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.torch = torch
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model, _, _ = load_checkpoint(checkpoint)
+        self.model = model.to(self.device)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict) -> dict:
+        return {
+            "episode": batch["episode"],
+            "frame": batch["frame"],
+            "features": encode_frames(self.model, batch["images"], self.batch_size, self.device),
+        }
+
+
+def encode_frames(model, images: np.ndarray, batch_size: int, device="cpu") -> np.ndarray:
+    """Encoder features of frames (N x C x S x S x 3), in fixed-size padded batches."""
+    import torch
+
+    n = len(images)
+    out = None
+    with torch.no_grad():
+        for a in range(0, n, batch_size):
+            chunk = images[a : a + batch_size]
+            pad = batch_size - len(chunk)
+            if pad:  # fixed shapes: a result never depends on its batch neighbours
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+            y = model.encode(torch.from_numpy(chunk).to(device)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, y.shape[1]), np.float32)
+            out[a : a + batch_size] = y[: batch_size - pad]
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def episode_outputs(model, features: np.ndarray, state: np.ndarray, kai0: bool):
+    """(values, relative or None) of one episode from its frames' features (the head only)."""
+    import torch
+
+    n = len(features)
+    f = lookahead(n)
+    feats, st = torch.from_numpy(features), torch.from_numpy(state.astype(np.float32))
+    with torch.no_grad():
+        if kai0:
+            zeros = np.zeros(n, np.int64)
+            values = model.value(
+                torch.stack([feats[zeros], feats], 1), torch.stack([st[zeros], st], 1)
+            )
+            relative = model.value(torch.stack([feats, feats[f]], 1), torch.stack([st, st[f]], 1))
+            return values.numpy(), relative.numpy()
+        return model.value(feats[:, None], st[:, None]).numpy(), None
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def write_episode(
+    ds: LeRobotDataset, episode: int, out_dir: str, model, features: np.ndarray, data_dir: str
+) -> Path:
+    """Original columns + the estimator's columns, written atomically."""
+    from pipelines.estimator_data import advantages
+
+    table = read_columns(ds.data_file(episode, data_dir))
+    state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
+    values, relative = episode_outputs(model, features, state, model.config.variant == "kai0")
+    cols = advantages(values, relative)
+    for name in ("relative_advantage", "absolute_value", "absolute_advantage"):
+        if name not in cols:
+            continue
+        if name in table.column_names:
+            table = table.drop([name])
+        table = table.append_column(name, pa.array(cols[name], pa.float32()))
+    path = episode_data_path(ds.root, episode, out_dir, ds.chunks_size)
+    write_parquet(path, table)
+    return path
+
+
+@dataclass
+class EstimateResult:
+    out_dir: Path
+    episodes: int
+    skipped: int
+    frames: int
+    seconds: float
+
+
+def run(cfg: EstimateConfig, out=print) -> EstimateResult:
+    t0 = time.time()
+    from pipelines.train_estimator import CHECKPOINT_META, check_dataset
+
+    ckpt = Path(cfg.checkpoint)
+    if not (ckpt / CHECKPOINT_META).exists():
+        raise DatasetError(f"{ckpt}: not an estimator checkpoint (no {CHECKPOINT_META})")
+    import json
+
+    meta = json.loads((ckpt / CHECKPOINT_META).read_text())
+    model = meta["model"]
+    ds = LeRobotDataset(cfg.dataset)
+    episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
+    cameras = check_dataset(ds, episodes)
+    if sorted(cameras) != sorted(model["cameras"]):
+        raise DatasetError(
+            f"{ds.root}/meta/info.json: cameras {cameras}, the checkpoint was trained on "
+            f"{model['cameras']}"
+        )
+    out_dir = output_dir(meta["variant"], meta["step"])
+    remove_stale_temps(ds.root / out_dir) if (ds.root / out_dir).exists() else None
+    todo = [
+        e for e in episodes if not episode_data_path(ds.root, e, out_dir, ds.chunks_size).exists()
+    ]
+    lengths = {e: ds.episode_length(e) for e in todo}
+    result = EstimateResult(
+        ds.root / out_dir, len(todo), len(episodes) - len(todo), sum(lengths.values()), 0.0
+    )
+    if not todo:
+        result.seconds = time.time() - t0
+        return result
+
+    import ray
+    import ray.data
+
+    from pipelines.cluster import cluster_cpus, connect
+
+    connect(cfg.ray_address, data=True)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    per_gpu = cfg.gpus_per_replica if cfg.gpus_per_replica is not None else (1 if gpus else 0)
+    cpus = cluster_cpus()
+    replicas = cfg.replicas or (max(1, int(gpus / per_gpu)) if per_gpu else cpus)
+    from pipelines.train_estimator import load_checkpoint
+
+    head, _, _ = load_checkpoint(ckpt)  # the driver runs the (small) value head
+    source = ray.data.from_items(
+        [{"episode": e} for e in todo], override_num_blocks=min(len(todo), 4 * cpus)
+    )
+    # CPU-only, the replicas (one torch thread each) get most of the CPU tokens and the decoding
+    # tasks the rest: the encoder is the heavy part. Distinct resource requests also keep Ray
+    # Data from fusing the two operators (which would decode inside the model's actors).
+    decode_cpus = 1.0 if per_gpu else min(0.5, cpus / (4 * replicas))
+    frames = source.map_batches(
+        decode_frames,
+        batch_size=1,
+        num_cpus=decode_cpus,
+        fn_kwargs={
+            "root": str(ds.root),
+            "cameras": model["cameras"],
+            "size": model["image_size"],
+            "data_dir": cfg.data_dir,
+        },
+    )
+    resources = (
+        {"num_gpus": per_gpu}
+        if per_gpu
+        else {"num_cpus": max(0.1, (cpus - decode_cpus) / replicas)}
+    )
+    features = frames.map_batches(
+        Encoder,
+        fn_constructor_kwargs={
+            "checkpoint": str(ckpt),
+            "batch_size": cfg.batch_size,
+            "threads": None if per_gpu else 1,
+        },
+        batch_size=cfg.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=replicas),
+        **resources,
+    )
+    got: dict[int, np.ndarray] = {}
+    counts = dict.fromkeys(todo, 0)
+    written = 0
+    for batch in features.iter_batches(batch_format="numpy", batch_size=None):
+        for e in np.unique(batch["episode"]).tolist():
+            sel = batch["episode"] == e
+            feats = batch["features"][sel]
+            store = got.setdefault(e, np.empty((lengths[e], feats.shape[1]), np.float32))
+            store[batch["frame"][sel]] = feats
+            counts[e] += int(sel.sum())
+            if counts[e] == lengths[e]:
+                write_episode(ds, e, out_dir, head, got.pop(e), cfg.data_dir)
+                written += 1
+    if written != len(todo):
+        raise DatasetError(f"{ds.root / out_dir}: {len(todo) - written} episode(s) incomplete")
+    result.seconds = time.time() - t0
+    return result
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("dataset")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint folder of train-estimator")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--replicas", type=int, default=None, help="model replicas (actors)")
+    p.add_argument("--gpus-per-replica", type=float, default=None)
+    p.add_argument("--data-dir", default="data", help="episode files to read (default data)")
+    p.add_argument("--ray-address", default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel estimate") -> int:
+    args = build_parser(prog).parse_args(argv)
+    cfg = EstimateConfig(**vars(args))
+    try:
+        result = run(cfg)
+    except (DatasetError, ClusterError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from pipelines.train_estimator import _dataset_error
+
+        cause = _dataset_error(e)
+        if cause is None:
+            raise
+        print(f"{prog}: error: {cause}", file=sys.stderr)
+        return 2
+    rate = result.frames / result.seconds if result.seconds else 0.0
+    print(
+        f"Estimated {result.episodes} episodes ({result.frames} frames) in "
+        f"{result.seconds:.1f} s, {rate:.0f} frames/s; {result.skipped} already done"
+    )
+    print(f"Output: {result.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    from pipelines.cluster import exit_process
+
+    exit_process(main(prog="python -m pipelines.estimate"))

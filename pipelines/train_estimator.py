@@ -1,0 +1,425 @@
+"""`flywheel train-estimator DATASET --variant kai0|pi06`: Stage 1 on Ray Train (DDP).
+
+Data: every worker takes its own shard of the training episodes (episode i goes to worker
+i mod N) and decodes only those, once, into memory at the model's input size (64 x 64 by
+default: 12 KB per camera per frame). A pair needs two arbitrary frames of one episode, so a
+worker needs random access inside its episodes: a per-worker episode cache gives it without
+any worker decoding the whole dataset, where streaming Ray Data shards would deliver frames in
+order and would have to be re-assembled into episodes anyway. Each step every worker samples
+`--batch-size` pairs from its shard; DDP averages the gradients.
+
+Checkpoints (model, optimizer, scheduler, step) every `--checkpoint-every` steps in
+`--storage/--name`; running the same command again resumes from the last one (Ray Train V2:
+same name and storage), and a worker that dies mid-run is replaced and the group resumes from
+the last checkpoint (`--max-failures`). Rank 0 logs the losses, the held-out evaluation
+(Spearman correlation of the predicted value with stage_progress_gt) and a PNG of predicted
+against true progress on held-out episodes to MLflow.
+
+Also `python -m pipelines.train_estimator` (for `ray job submit`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.cluster import ClusterError
+from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.estimator_model import VARIANTS, EstimatorConfig
+
+CHECKPOINT_STATE = "state.pt"
+CHECKPOINT_META = "estimator.json"
+
+
+@dataclass
+class TrainConfig:
+    dataset: str
+    variant: str = "kai0"
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: int | None = None
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    image_size: int = 64
+    encoder: str = "resnet_small"
+    checkpoint_every: int = 200
+    holdout: float = 0.2
+    seed: int = 0
+    name: str | None = None
+    storage: str = "flywheel-runs"
+    max_failures: int = 2
+    ray_address: str | None = None
+    mlflow: bool = True
+    episodes: list[int] | None = field(default=None, repr=False)  # default: all
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"estimator-{self.variant}"
+
+
+# --------------------------------------------------------------------------- the worker loop
+
+
+def evaluate(model, frames: list, variant: str, device) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted value (frame 0 -> frame i) and true stage_progress_gt on held-out episodes."""
+    import torch
+
+    predicted, true = [], []
+    model.eval()
+    with torch.no_grad():
+        for ep in frames:
+            n = len(ep)
+            if variant == "kai0":
+                images = np.stack([ep.images[[0, i]] for i in range(n)])
+                state = np.stack([ep.state[[0, i]] for i in range(n)])
+            else:
+                images, state = ep.images[:, None], ep.state[:, None]
+            values = []
+            for a in range(0, n, 128):
+                out = model(
+                    torch.from_numpy(images[a : a + 128]).to(device),
+                    torch.from_numpy(state[a : a + 128]).to(device),
+                )
+                values.append(out.float().cpu().numpy())
+            v = np.concatenate(values)
+            v[0] = 0.0
+            predicted.append(v)
+            true.append(ep.progress)
+    model.train()
+    return np.concatenate(predicted), np.concatenate(true)
+
+
+def progress_figure(predicted: np.ndarray, true: np.ndarray, spearman: float, step: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(true, predicted, s=3, alpha=0.4)
+    ax.plot([0, 1], [0, 1], color="red", lw=1)
+    ax.set_xlabel("true stage_progress_gt")
+    ax.set_ylabel("predicted value (frame 0 -> frame)")
+    ax.set_title(f"held-out episodes, step {step}: Spearman {spearman:.3f}", fontsize=9)
+    return fig
+
+
+def train_loop(config: dict) -> None:
+    """Ray Train worker: DDP training on this worker's episode shard (module docstring)."""
+    import ray.train
+    import torch
+    from ray.train import Checkpoint
+    from ray.train.torch import get_device, prepare_model
+    from scipy.stats import spearmanr
+
+    from pipelines.estimator_data import load_episode, training_batch
+    from pipelines.estimator_model import AdvantageEstimator
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(config["threads"])
+    torch.manual_seed(config["seed"])
+    device = get_device()
+    mcfg = EstimatorConfig(**config["model"])
+    ds = LeRobotDataset(config["dataset"])
+    shard = config["train_episodes"][rank::world]
+    t0 = time.time()
+    frames = [load_episode(ds, e, mcfg.cameras, mcfg.image_size) for e in shard]
+    decode_s = time.time() - t0
+
+    model = AdvantageEstimator(mcfg)
+    model = prepare_model(model)  # DDP across workers, on this worker's device
+    plain = model.module if hasattr(model, "module") else model
+    opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    steps = config["steps"]
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=config["lr"], total_steps=steps, pct_start=0.05
+    )
+    start = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        with checkpoint.as_directory() as d:
+            state = torch.load(Path(d) / CHECKPOINT_STATE, map_location=device)
+        plain.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start = int(state["step"])
+
+    if start >= steps:  # a finished run started again: nothing to train, hand back its state
+        ray.train.report(
+            {"step": start, "resumed_from": start}, checkpoint=checkpoint if rank == 0 else None
+        )
+        return
+
+    mlflow = None
+    if config["mlflow_uri"]:
+        from ray.air.integrations.mlflow import setup_mlflow
+
+        mlflow = setup_mlflow(
+            {k: v for k, v in config.items() if k not in ("train_episodes", "held_episodes")},
+            tracking_uri=config["mlflow_uri"],
+            experiment_name="flywheel-train-estimator",
+            run_name=config["run_name"],
+            create_experiment_if_not_exists=True,
+        )
+
+    rng = np.random.default_rng([config["seed"], rank, start])
+    losses, t_last, samples = [], time.time(), 0
+    for step in range(start, steps):
+        images, state_b, target = training_batch(frames, config["batch_size"], rng, mcfg.variant)
+        pred = model(torch.from_numpy(images).to(device), torch.from_numpy(state_b).to(device))
+        loss = torch.nn.functional.mse_loss(pred, torch.from_numpy(target).to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        samples += len(target)
+        done = step + 1
+        if done % config["checkpoint_every"] and done != steps:
+            continue
+        elapsed = time.time() - t_last
+        metrics = {
+            "step": done,
+            "loss": float(np.mean(losses)),
+            "samples_per_s": samples * world / elapsed,  # all workers together
+            "resumed_from": start,
+            "decode_s": decode_s,
+        }
+        losses, samples, t_last = [], 0, time.time()
+        if done == steps and rank == 0 and config["held_episodes"]:
+            held = [
+                load_episode(ds, e, mcfg.cameras, mcfg.image_size) for e in config["held_episodes"]
+            ]
+            predicted, true = evaluate(plain, held, mcfg.variant, device)
+            metrics["eval_spearman"] = float(spearmanr(predicted, true).statistic)
+            metrics["eval_mae"] = float(np.abs(predicted - true).mean())
+            if mlflow is not None:
+                fig = progress_figure(predicted, true, metrics["eval_spearman"], done)
+                mlflow.log_figure(fig, "predicted_vs_true_progress.png")
+        if mlflow is not None:
+            mlflow.log_metrics(metrics, step=done)
+        if rank == 0:
+            with tempfile.TemporaryDirectory() as d:
+                torch.save(
+                    {
+                        "model": plain.state_dict(),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "step": done,
+                    },
+                    Path(d) / CHECKPOINT_STATE,
+                )
+                meta = {
+                    "step": done,
+                    "variant": mcfg.variant,
+                    "model": mcfg.to_dict(),
+                    "dataset": config["dataset"],
+                    "metrics": metrics,
+                }
+                (Path(d) / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+                ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+        else:
+            ray.train.report(metrics)
+    if mlflow is not None:
+        mlflow.end_run()
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """(model in eval mode, its EstimatorConfig, step) from a checkpoint directory."""
+    import torch
+
+    from pipelines.estimator_model import AdvantageEstimator
+
+    path = Path(path)
+    meta_path = path / CHECKPOINT_META
+    if not meta_path.exists():
+        raise DatasetError(f"{path}: not an estimator checkpoint (no {CHECKPOINT_META})")
+    meta = json.loads(meta_path.read_text())
+    mcfg = EstimatorConfig(**meta["model"])
+    model = AdvantageEstimator(mcfg)
+    state = torch.load(path / CHECKPOINT_STATE, map_location="cpu")
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, mcfg, int(meta["step"])
+
+
+def check_dataset(ds: LeRobotDataset, episodes: list[int]) -> list[str]:
+    """The cameras to use; a DatasetError for what training cannot work with."""
+    cameras = ds.camera_keys
+    if not cameras:
+        raise DatasetError(f"{ds.root}/meta/info.json: no camera features")
+    if not episodes:
+        raise DatasetError(f"{ds.root}: no episodes")
+    t = ds.read_episode(episodes[0], None)
+    for col in ("observation.state", "stage_progress_gt"):
+        if col not in t.column_names:
+            raise DatasetError(f"{ds.relative(ds.data_file(episodes[0]))}: missing column {col!r}")
+    for key in cameras:  # fail fast on a codec OpenCV cannot decode
+        next(iter(ds.iter_camera_frames(episodes[0], key)))
+    return cameras
+
+
+@dataclass
+class TrainResult:
+    checkpoint: str
+    step: int
+    metrics: dict
+    seconds: float
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    t0 = time.time()
+    if cfg.variant not in VARIANTS:
+        raise DatasetError(f"--variant {cfg.variant!r}: one of {VARIANTS}")
+    for name, value, low in (
+        ("--workers", cfg.workers, 1),
+        ("--steps", cfg.steps, 1),
+        ("--batch-size", cfg.batch_size, 1),
+        ("--checkpoint-every", cfg.checkpoint_every, 1),
+    ):
+        if value < low:
+            raise DatasetError(f"{name} {value}: at least {low}")
+    ds = LeRobotDataset(cfg.dataset)
+    episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
+    cameras = check_dataset(ds, episodes)
+    train, held = (episodes, []) if cfg.holdout <= 0 else _split(episodes, cfg)
+    if not train:
+        raise DatasetError(f"{ds.root}: no training episodes left after the held-out split")
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.tracking import tracking_uri
+
+    connect(cfg.ray_address)
+    cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // max(cfg.workers, 1))
+    model = EstimatorConfig(
+        variant=cfg.variant,
+        cameras=cameras,
+        image_size=cfg.image_size,
+        encoder=cfg.encoder,
+        state_dim=int(ds.features["observation.state"]["shape"][0]),
+    )
+    loop_config = {
+        **{k: v for k, v in asdict(cfg).items() if k not in ("episodes", "ray_address")},
+        "dataset": str(ds.root.resolve()),
+        "model": model.to_dict(),
+        "threads": cpus,
+        "train_episodes": train,
+        "held_episodes": held,
+        "run_name": cfg.run_name,
+        "mlflow_uri": tracking_uri() if cfg.mlflow else None,
+    }
+    resources = {"CPU": cpus}
+    if cfg.gpus_per_worker:
+        resources["GPU"] = cfg.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(
+            num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=cfg.run_name,
+            storage_path=str(Path(cfg.storage).resolve()),
+            failure_config=FailureConfig(max_failures=cfg.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise DatasetError(f"{cfg.storage}/{cfg.run_name}: training ended without a checkpoint")
+    meta = json.loads((Path(result.checkpoint.path) / CHECKPOINT_META).read_text())
+    return TrainResult(
+        result.checkpoint.path, meta["step"], result.metrics or meta["metrics"], time.time() - t0
+    )
+
+
+def _split(episodes, cfg):
+    from pipelines.estimator_data import split_episodes
+
+    return split_episodes(episodes, cfg.holdout, cfg.seed)
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("dataset")
+    p.add_argument("--variant", choices=VARIANTS, default="kai0")
+    p.add_argument("--workers", type=int, default=2, help="DDP workers (default 2)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument(
+        "--cpus-per-worker",
+        type=int,
+        default=None,
+        help="default: the cluster's CPUs divided among the workers",
+    )
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per worker per step")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--checkpoint-every", type=int, default=200)
+    p.add_argument("--holdout", type=float, default=0.2, help="share of held-out episodes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=None, help="run name (default estimator-<variant>)")
+    p.add_argument("--storage", default="flywheel-runs", help="where runs and checkpoints go")
+    p.add_argument("--max-failures", type=int, default=2)
+    p.add_argument("--ray-address", default=None)
+    p.add_argument("--no-mlflow", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimator") -> int:
+    args = build_parser(prog).parse_args(argv)
+    cfg = TrainConfig(
+        **{k: v for k, v in vars(args).items() if k != "no_mlflow"}, mlflow=not args.no_mlflow
+    )
+    try:
+        result = run(cfg)
+    except (DatasetError, ClusterError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a failure inside the workers: name it in one line
+        cause = _dataset_error(e)
+        if cause is None:
+            raise
+        print(f"{prog}: error: {cause}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(
+        f"Trained {cfg.variant} to step {result.step} in {result.seconds:.0f} s: "
+        f"loss {m.get('loss', float('nan')):.4f}"
+        + (f", held-out Spearman {m['eval_spearman']:.3f}" if "eval_spearman" in m else "")
+    )
+    print(f"Checkpoint: {result.checkpoint}")
+    return 0
+
+
+def _dataset_error(e: BaseException) -> DatasetError | None:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, DatasetError):
+            return e
+        e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
+    return None
+
+
+if __name__ == "__main__":
+    from pipelines.cluster import exit_process
+
+    exit_process(main(prog="python -m pipelines.train_estimator"))
