@@ -2,7 +2,10 @@
 
 1. synthesize SO-101 episodes in the simulator (`flywheel synth`);
 2. Stage 0: label them from the simulator's progress (`flywheel label`) and show where the
-   positive labels went.
+   positive labels went;
+3. Stage 1: train a small advantage estimator on Ray Train (`flywheel train-estimator`);
+4. Stage 2: estimate every frame's advantage on Ray Data (`flywheel estimate`);
+5. Stage 0 again, from the estimate: how often it agrees with the labels from true progress.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines import label, synth
+from pipelines import estimate, label, synth, train_estimator
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset
 
@@ -35,15 +38,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     p.add_argument("--out", default="flywheel-demo", help="output folder (default flywheel-demo)")
     p.add_argument("--episodes", type=int, default=40, help="episodes to simulate (default 40)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=150, help="estimator training steps (150)")
     p.add_argument("--ray-address", default=None)
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
     out = Path(args.out)
     dataset = out / "dataset"
     try:
-        if dataset.exists():  # the demo's own output from an earlier run
-            shutil.rmtree(dataset)
-        print(f"[1/2] synthesizing {args.episodes} SO-101 episodes in the simulator -> {dataset}")
+        for old in (dataset, out / "runs"):  # the demo's own output from an earlier run
+            if old.exists():
+                shutil.rmtree(old)
+        print(f"[1/5] synthesizing {args.episodes} SO-101 episodes in the simulator -> {dataset}")
         made = synth.run(
             synth.SynthConfig(
                 out=str(dataset),
@@ -57,27 +62,96 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
         for line in synth.summary_lines(made):
             print(line)
 
-        print("[2/2] Stage 0: labeling from progress (binary, top 30% positive, chunk 10)")
-        cfg = label.LabelConfig(
+        print("[2/5] Stage 0: labeling from progress (binary, top 30% positive)")
+        labeling = dict(
             dataset=str(dataset),
             threshold=30.0,
-            chunk_size=10,
             ray_address=args.ray_address,
             mlflow=not args.no_mlflow,
         )
-        result = label.run(cfg, out=lambda *a: None)
+        result = label.run(label.LabelConfig(**labeling), out=lambda *a: None)
+        print(f"  labeled {result.frames} frames in {result.files} files ({result.seconds:.1f} s)")
+        for i, text in enumerate(result.task_texts):
+            print(f"  task_index={i} {text!r}: {result.counts[i]} frames")
+        shares = positive_share(dataset, made.episodes)
+        print(
+            "  positive share by controller: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
+        )
+        if result.mlflow_run:
+            print(f"  {result.mlflow_run}")
+
+        print(
+            f"[3/5] Stage 1: training the kai0 advantage estimator ({args.steps} steps, "
+            "2 Ray Train workers)"
+        )
+        trained = train_estimator.run(
+            train_estimator.TrainConfig(
+                dataset=str(dataset),
+                variant="kai0",
+                workers=2,
+                steps=args.steps,
+                batch_size=16,
+                checkpoint_every=max(1, args.steps // 3),
+                storage=str(out / "runs"),
+                name="demo-estimator",
+                seed=args.seed,
+                ray_address=args.ray_address,
+                mlflow=not args.no_mlflow,
+            )
+        )
+        m = trained.metrics
+        print(
+            f"  step {trained.step}, loss {m.get('loss', float('nan')):.4f}, held-out "
+            f"Spearman(value, stage progress) {m.get('eval_spearman', float('nan')):.3f} "
+            f"({trained.seconds:.0f} s); checkpoint {trained.checkpoint}"
+        )
+
+        print("[4/5] Stage 2: estimating every frame's advantage (Ray Data)")
+        est = estimate.run(
+            estimate.EstimateConfig(
+                dataset=str(dataset),
+                checkpoint=trained.checkpoint,
+                ray_address=args.ray_address,
+            )
+        )
+        print(f"  {est.frames} frames in {est.seconds:.1f} s -> {est.out_dir}")
+
+        print("[5/5] Stage 0 from the estimate (absolute_advantage, top 30% positive)")
+        truth = _labels(dataset, "data")
+        label.run(
+            label.LabelConfig(
+                **labeling, data_dir=est.out_dir.name, advantage_source="absolute_advantage"
+            ),
+            out=lambda *a: None,
+        )
+        estimated = _labels(dataset, est.out_dir.name)
     except (DatasetError, ClusterError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    print(f"  labeled {result.frames} frames in {result.files} files ({result.seconds:.1f} s)")
-    for i, text in enumerate(result.task_texts):
-        print(f"  task_index={i} {text!r}: {result.counts[i]} frames")
-    shares = positive_share(dataset, made.episodes)
-    print("  positive share by controller: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    from pipelines.estimator_data import split_episodes
+
+    _, held = split_episodes(LeRobotDataset(dataset).episode_indices, 0.2, args.seed)
+    agree = np.mean(np.concatenate([truth[e] == estimated[e] for e in truth]))
+    agree_held = np.mean(np.concatenate([truth[e] == estimated[e] for e in held]))
+    print(
+        f"  labels from the estimate agree with labels from true progress on {agree:.1%} of "
+        f"frames ({agree_held:.1%} on the {len(held)} held-out episodes)"
+    )
     print(f"Results: {dataset.resolve()}")
-    if result.mlflow_run:
-        print(result.mlflow_run)
     return 0
+
+
+def _labels(dataset: Path, data_dir: str) -> dict[int, np.ndarray]:
+    from pipelines.dataset import episode_data_path, read_columns
+
+    ds = LeRobotDataset(dataset)
+    return {
+        e: read_columns(episode_data_path(dataset, e, data_dir, ds.chunks_size), ["task_index"])[
+            "task_index"
+        ].to_numpy()
+        for e in ds.episode_indices
+    }
 
 
 if __name__ == "__main__":

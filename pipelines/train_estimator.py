@@ -8,7 +8,7 @@ any worker decoding the whole dataset, where streaming Ray Data shards would del
 order and would have to be re-assembled into episodes anyway. Each step every worker samples
 `--batch-size` pairs from its shard; DDP averages the gradients.
 
-Checkpoints (model, optimizer, scheduler, step) every `--checkpoint-every` steps in
+Checkpoints (model, optimizer, step) every `--checkpoint-every` steps in
 `--storage/--name`; running the same command again resumes from the last one (Ray Train V2:
 same name and storage), and a worker that dies mid-run is replaced and the group resumes from
 the last checkpoint (`--max-failures`). Rank 0 logs the losses, the held-out evaluation
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -114,6 +115,19 @@ def progress_figure(predicted: np.ndarray, true: np.ndarray, spearman: float, st
     return fig
 
 
+def learning_rate(step: int, steps: int, peak: float) -> float:
+    """Linear warm-up over the first 5 % of the steps, then cosine decay to 0.
+
+    A function of the step (not a scheduler's state), so a run resumed with more `--steps`
+    simply continues on the longer schedule.
+    """
+    warm = max(1, steps // 20)
+    if step < warm:
+        return peak * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, steps - warm))
+    return peak * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 def train_loop(config: dict) -> None:
     """Ray Train worker: DDP training on this worker's episode shard (module docstring)."""
     import ray.train
@@ -142,9 +156,6 @@ def train_loop(config: dict) -> None:
     plain = model.module if hasattr(model, "module") else model
     opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     steps = config["steps"]
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=config["lr"], total_steps=steps, pct_start=0.05
-    )
     start = 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
@@ -152,7 +163,6 @@ def train_loop(config: dict) -> None:
             state = torch.load(Path(d) / CHECKPOINT_STATE, map_location=device)
         plain.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
         start = int(state["step"])
 
     if start >= steps:  # a finished run started again: nothing to train, hand back its state
@@ -181,8 +191,9 @@ def train_loop(config: dict) -> None:
         loss = torch.nn.functional.mse_loss(pred, torch.from_numpy(target).to(device))
         opt.zero_grad()
         loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, steps, config["lr"])
         opt.step()
-        sched.step()
         losses.append(float(loss.detach()))
         samples += len(target)
         done = step + 1
@@ -212,12 +223,7 @@ def train_loop(config: dict) -> None:
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
                 torch.save(
-                    {
-                        "model": plain.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "step": done,
-                    },
+                    {"model": plain.state_dict(), "optimizer": opt.state_dict(), "step": done},
                     Path(d) / CHECKPOINT_STATE,
                 )
                 meta = {

@@ -1,0 +1,268 @@
+"""The advantage estimator: pairs, formulas, model, Ray Train training, Ray Data estimation."""
+
+import hashlib
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines import estimate, label, synth, train_estimator
+from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns, write_parquet
+from pipelines.estimator_data import (
+    EpisodeFrames,
+    advantages,
+    lookahead,
+    sample_pairs,
+    split_episodes,
+    training_batch,
+)
+from pipelines.estimator_model import AdvantageEstimator, EstimatorConfig
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def test_pairs_take_another_frame_of_the_same_episode():
+    rng = np.random.default_rng(0)
+    lengths = np.array([1, 2, 50])
+    ep, cur, hist = sample_pairs(lengths, 20000, rng)
+    assert ((cur < lengths[ep]) & (hist < lengths[ep])).all()
+    one = ep == 0
+    assert (hist[one] == cur[one]).all()  # a one-frame episode pairs its frame with itself
+    assert (hist[~one] != cur[~one]).all()
+    assert abs(one.mean() - 1 / 53) < 0.005  # episodes drawn in proportion to their length
+    big = ep == 2
+    counts = np.bincount(hist[big & (cur == 10)], minlength=50)
+    assert counts[10] == 0 and counts.min(initial=99, where=np.arange(50) != 10) > 0
+
+
+def _episode(n, progress):
+    images = np.arange(n, dtype=np.uint8)[:, None, None, None, None] * np.ones(
+        (n, 1, 4, 4, 3), np.uint8
+    )
+    return EpisodeFrames(0, images, np.zeros((n, 6), np.float32), np.asarray(progress, np.float32))
+
+
+def test_training_targets():
+    rng = np.random.default_rng(1)
+    eps = [_episode(5, [0.0, 0.1, 0.3, 0.6, 1.0])]
+    images, state, target = training_batch(eps, 64, rng, "kai0")
+    assert images.shape == (64, 2, 1, 4, 4, 3) and state.shape == (64, 2, 6)
+    hist, cur = images[:, 0, 0, 0, 0, 0].astype(int), images[:, 1, 0, 0, 0, 0].astype(int)
+    spg = eps[0].progress
+    assert np.allclose(target, np.clip(spg[cur] - spg[hist], -1, 1))
+    assert (hist != cur).all()
+    images, state, target = training_batch(eps, 16, rng, "pi06")
+    assert images.shape == (16, 1, 1, 4, 4, 3)
+    assert np.allclose(target, spg[images[:, 0, 0, 0, 0, 0].astype(int)])
+    _, _, target = training_batch([_episode(1, [0.4])], 4, rng, "kai0")
+    assert target.tolist() == [0, 0, 0, 0]
+
+
+def test_lookahead_and_advantage_formulas():
+    assert lookahead(3).tolist() == [2, 2, 2]
+    assert lookahead(60)[:3].tolist() == [50, 51, 52] and lookahead(60)[-1] == 59
+    v = np.array([0.9, 0.002, 0.005])  # V(0) is replaced by 0
+    out = advantages(v, np.array([0.004, 0.001, 0.3]))
+    assert out["absolute_value"].tolist() == pytest.approx([0, 0.002, 0.005])
+    # f = 2 for every frame: gaps 2, 1, 0 -> scales 25, 50, 0
+    assert out["absolute_advantage"].tolist() == pytest.approx([0.125, 0.15, 0.0])
+    assert out["relative_advantage"].tolist() == pytest.approx([0.1, 0.05, 0.0])
+    out = advantages(np.array([0.0, 0.5, 0.9]), None)
+    assert "relative_advantage" not in out
+    assert out["absolute_advantage"].tolist() == [1.0, 1.0, 0.0]  # clipped
+    n = 120  # gap 50: no scaling
+    v = np.linspace(0, 0.6, n)
+    out = advantages(v, np.zeros(n))
+    assert out["absolute_advantage"][10] == pytest.approx(v[60] - v[10])
+    assert advantages(np.array([0.7]), np.array([0.2]))["absolute_advantage"].tolist() == [0.0]
+
+
+def test_split_is_seeded_and_disjoint():
+    train, held = split_episodes(list(range(50)), 0.2, 3)
+    assert len(held) == 10 and not set(train) & set(held)
+    assert (train, held) == split_episodes(list(range(50)), 0.2, 3)
+    assert split_episodes([7], 0.2, 0) == ([7], [])
+
+
+def test_model_parts_and_fixed_batches():
+    cfg = EstimatorConfig(variant="kai0", cameras=["a", "b"], image_size=32)
+    model = AdvantageEstimator(cfg).eval()
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 255, (5, 2, 2, 32, 32, 3), dtype=np.uint8))
+    state = torch.randn(5, 2, 6)
+    with torch.no_grad():
+        full = model(images, state)
+        feats = model.encode(images.reshape(10, 2, 32, 32, 3)).reshape(5, 2, -1)
+        assert torch.equal(full, model.value(feats, state))
+    assert ((full >= -1) & (full <= 1)).all()
+    # a frame's features do not depend on what it is batched with (fixed, padded batches)
+    frames = images.reshape(10, 2, 32, 32, 3).numpy()
+    alone = estimate.encode_frames(model, frames[3:4], 8)
+    together = estimate.encode_frames(model, frames, 8)
+    assert np.array_equal(alone[0], together[3])
+    with pytest.raises(ValueError, match="encoder 'vit'"):
+        EstimatorConfig(encoder="vit")
+
+
+def test_episode_outputs_are_the_model_on_the_reference_pairs():
+    cfg = EstimatorConfig(variant="kai0", cameras=["a"], image_size=32)
+    model = AdvantageEstimator(cfg).eval()
+    rng = np.random.default_rng(2)
+    n = 60
+    frames = rng.integers(0, 255, (n, 1, 32, 32, 3), dtype=np.uint8)
+    state = rng.normal(size=(n, 6)).astype(np.float32)
+    feats = estimate.encode_frames(model, frames, 16)
+    values, relative = estimate.episode_outputs(model, feats, state, kai0=True)
+    f = lookahead(n)
+    with torch.no_grad():
+        for i in (0, 7, 55):
+            pair = torch.from_numpy(frames[[0, i]][None])
+            v = model(pair, torch.from_numpy(state[[0, i]][None]))
+            r = model(
+                torch.from_numpy(frames[[i, f[i]]][None]), torch.from_numpy(state[[i, f[i]]][None])
+            )
+            assert values[i] == pytest.approx(float(v), abs=1e-5)
+            assert relative[i] == pytest.approx(float(r), abs=1e-5)
+
+
+# ----------------------------------------------------------------------------- on Ray
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, ray_cluster):
+    root = tmp_path_factory.mktemp("est") / "ds"
+    synth.run(
+        synth.SynthConfig(
+            out=str(root), episodes=5, seed=4, image_size=32, mix="expert=1,hesitant=1"
+        ),
+        out=lambda *a: None,
+    )
+    return root
+
+
+def _worker_pids():
+    import psutil
+
+    pids = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any("RayTrainWorker" in part for part in (p.info["cmdline"] or [])):
+                pids.append(p.info["pid"])
+        except psutil.Error:
+            continue
+    return pids
+
+
+def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlflow_uri):
+    cfg = dict(
+        dataset=str(tiny),
+        workers=1,
+        batch_size=4,
+        image_size=32,
+        holdout=0.2,
+        checkpoint_every=10,
+        storage=str(tmp_path / "runs"),
+        name="kill",
+    )
+    killed = []
+
+    def killer():  # once a first checkpoint is registered, kill the worker's process
+        deadline = time.time() + 240
+        snapshot = tmp_path / "runs" / "kill" / "checkpoint_manager_snapshot.json"
+        while time.time() < deadline and not killed:
+            if snapshot.exists():
+                for pid in _worker_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=killer, daemon=True)
+    watcher.start()
+    result = train_estimator.run(train_estimator.TrainConfig(steps=120, **cfg))
+    watcher.join(timeout=1)
+    assert killed, "the worker was never killed"
+    assert result.step == 120
+    assert result.metrics["resumed_from"] >= 10  # picked up from a checkpoint, not from 0
+    assert "eval_spearman" in result.metrics
+
+    again = train_estimator.run(train_estimator.TrainConfig(steps=130, **cfg))
+    assert again.step == 130 and again.metrics["resumed_from"] == 120
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name("flywheel-train-estimator")
+    runs = client.search_runs([exp.experiment_id])
+    assert any("eval_spearman" in r.data.metrics for r in runs)
+    images = {a.path for r in runs for a in client.list_artifacts(r.info.run_id)}
+    assert "predicted_vs_true_progress.png" in images
+
+    # Stage 2 with this checkpoint, then Stage 0 on its output
+    out = estimate.run(estimate.EstimateConfig(dataset=str(tiny), checkpoint=again.checkpoint))
+    assert out.out_dir.name == "data_KAI0_130" and out.episodes == 5
+    ds = LeRobotDataset(tiny)
+    first = {}
+    for e in ds.episode_indices:
+        path = episode_data_path(tiny, e, out.out_dir.name)
+        t = read_columns(path)
+        original = ds.read_episode(e)
+        assert t.num_rows == original.num_rows
+        assert t.select(original.column_names).equals(original)
+        v = t["absolute_value"].to_numpy()
+        assert v[0] == 0 and (np.abs(t["absolute_advantage"].to_numpy()) <= 1).all()
+        assert "relative_advantage" in t.column_names
+        first[e] = hashlib.sha256(path.read_bytes()).hexdigest()
+    # resumable: nothing left to do; deterministic: the same bytes when done again
+    assert estimate.run(estimate.EstimateConfig(str(tiny), again.checkpoint)).skipped == 5
+    for e in (1, 3):
+        episode_data_path(tiny, e, out.out_dir.name).unlink()
+    redo = estimate.run(estimate.EstimateConfig(str(tiny), again.checkpoint))
+    assert redo.episodes == 2 and redo.skipped == 3
+    for e in (1, 3):
+        path = episode_data_path(tiny, e, out.out_dir.name)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == first[e]
+    res = label.run(
+        label.LabelConfig(
+            dataset=str(tiny),
+            data_dir=out.out_dir.name,
+            advantage_source="absolute_advantage",
+            threshold=30,
+            mlflow=False,
+        ),
+        out=lambda *a: None,
+    )
+    assert res.frames == ds.info["total_frames"]
+
+
+def test_undecodable_video_is_a_one_line_error(tiny, tmp_path, capsys):
+    import shutil
+
+    root = Path(shutil.copytree(tiny, tmp_path / "broken"))
+    ds = LeRobotDataset(root)
+    ds.video_file(0, "observation.images.wrist").write_bytes(
+        b"\x00\x00\x00\x1cftypav01" + b"\0" * 99
+    )
+    code = train_estimator.main(
+        [str(root), "--steps", "2", "--no-mlflow", "--storage", str(tmp_path / "runs")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "episode_000000.mp4" in err and "codec mpeg4" in err
+    code = estimate.main([str(root), "--checkpoint", str(tmp_path / "nope")])
+    assert code == 2 and "not an estimator checkpoint" in capsys.readouterr().err
+
+
+def test_missing_stage_progress_is_a_one_line_error(tiny, tmp_path, capsys):
+    import shutil
+
+    root = Path(shutil.copytree(tiny, tmp_path / "nospg"))
+    path = episode_data_path(root, 0)
+    write_parquet(path, read_columns(path).drop(["stage_progress_gt"]))
+    code = train_estimator.main([str(root), "--steps", "2", "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing column 'stage_progress_gt'" in err
