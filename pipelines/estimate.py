@@ -208,11 +208,17 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     model = meta["model"]
     ds = LeRobotDataset(cfg.dataset)
     episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
-    cameras = check_dataset(ds, episodes)
+    cameras = check_dataset(ds, episodes, ("observation.state",), cfg.data_dir)
     if sorted(cameras) != sorted(model["cameras"]):
         raise DatasetError(
             f"{ds.root}/meta/info.json: cameras {cameras}, the checkpoint was trained on "
             f"{model['cameras']}"
+        )
+    state_dim = (ds.features["observation.state"].get("shape") or [None])[0]
+    if state_dim != model["state_dim"]:
+        raise DatasetError(
+            f"{ds.root}/meta/info.json: observation.state has shape [{state_dim}], the "
+            f"checkpoint was trained on [{model['state_dim']}]"
         )
     out_dir = output_dir(meta["variant"], meta["step"])
     remove_stale_temps(ds.root / out_dir) if (ds.root / out_dir).exists() else None

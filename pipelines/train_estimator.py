@@ -263,19 +263,31 @@ def load_checkpoint(path: str | os.PathLike):
     return model, mcfg, int(meta["step"])
 
 
-def check_dataset(ds: LeRobotDataset, episodes: list[int]) -> list[str]:
-    """The cameras to use; a DatasetError for what training cannot work with."""
+def check_dataset(
+    ds: LeRobotDataset,
+    episodes: list[int],
+    columns: tuple[str, ...] = ("observation.state", "stage_progress_gt"),
+    data_dir: str = "data",
+) -> list[str]:
+    """The cameras to use; a DatasetError for what the estimator cannot work with.
+
+    Training needs `stage_progress_gt`; estimation (new data) only `observation.state`.
+    """
     cameras = ds.camera_keys
     if not cameras:
         raise DatasetError(f"{ds.root}/meta/info.json: no camera features")
     if not episodes:
         raise DatasetError(f"{ds.root}: no episodes")
-    t = ds.read_episode(episodes[0], None)
-    for col in ("observation.state", "stage_progress_gt"):
-        if col not in t.column_names:
-            raise DatasetError(f"{ds.relative(ds.data_file(episodes[0]))}: missing column {col!r}")
+    if "observation.state" not in ds.features:
+        raise DatasetError(f"{ds.root}/meta/info.json: no 'observation.state' feature")
+    names = ds.read_episode(episodes[0], None, data_dir).column_names
+    for col in columns:
+        if col not in names:
+            raise DatasetError(
+                f"{ds.relative(ds.data_file(episodes[0], data_dir))}: missing column {col!r}"
+            )
     for key in cameras:  # fail fast on a codec OpenCV cannot decode
-        next(iter(ds.iter_camera_frames(episodes[0], key)))
+        next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
     return cameras
 
 

@@ -1,6 +1,7 @@
 """The advantage estimator: pairs, formulas, model, Ray Train training, Ray Data estimation."""
 
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -158,7 +159,7 @@ def _worker_pids():
     return pids
 
 
-def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlflow_uri):
+def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlflow_uri, capsys):
     cfg = dict(
         dataset=str(tiny),
         workers=1,
@@ -217,15 +218,35 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlf
         assert v[0] == 0 and (np.abs(t["absolute_advantage"].to_numpy()) <= 1).all()
         assert "relative_advantage" in t.column_names
         first[e] = hashlib.sha256(path.read_bytes()).hexdigest()
-    # resumable: nothing left to do; deterministic: the same bytes when done again
+    # resumable: nothing left to do
     assert estimate.run(estimate.EstimateConfig(str(tiny), again.checkpoint)).skipped == 5
+    # new data carries no ground truth: estimation needs none of the progress columns, and is
+    # deterministic (the same outputs when done again)
+    import shutil
+
+    fresh = Path(shutil.copytree(tiny, tmp_path / "fresh"))
+    truth = ["progress", "stage_progress_gt", "progress_gt"]
+    for e in ds.episode_indices:
+        write_parquet(episode_data_path(fresh, e), ds.read_episode(e).drop(truth))
     for e in (1, 3):
-        episode_data_path(tiny, e, out.out_dir.name).unlink()
-    redo = estimate.run(estimate.EstimateConfig(str(tiny), again.checkpoint))
+        episode_data_path(fresh, e, out.out_dir.name).unlink()
+    redo = estimate.run(estimate.EstimateConfig(str(fresh), again.checkpoint))
     assert redo.episodes == 2 and redo.skipped == 3
     for e in (1, 3):
+        before = read_columns(episode_data_path(tiny, e, out.out_dir.name))
+        after = read_columns(episode_data_path(fresh, e, out.out_dir.name))
+        assert not set(truth) & set(after.column_names)
+        for col in ("absolute_value", "absolute_advantage", "relative_advantage"):
+            assert np.array_equal(after[col].to_numpy(), before[col].to_numpy()), col
+    for e in (0, 2):  # byte for byte when nothing changed
         path = episode_data_path(tiny, e, out.out_dir.name)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == first[e]
+    # a checkpoint for another robot is refused before anything runs
+    info = json.loads((fresh / "meta" / "info.json").read_text())
+    info["features"]["observation.state"]["shape"] = [7]
+    (fresh / "meta" / "info.json").write_text(json.dumps(info))
+    code = estimate.main([str(fresh), "--checkpoint", again.checkpoint])
+    assert code == 2 and "observation.state has shape [7]" in capsys.readouterr().err
     res = label.run(
         label.LabelConfig(
             dataset=str(tiny),
