@@ -96,6 +96,22 @@ def quiet_data() -> None:
             handler.setLevel(logging.ERROR)
 
 
+def require(resource: str, needed: float, asked: str) -> None:
+    """A ClusterError when the cluster has less of `resource` than a job asks for.
+
+    Ray would otherwise wait for the resources forever. On an autoscaling cluster that adds
+    (GPU) nodes on demand, FLYWHEEL_WAIT_FOR_RESOURCES=1 lets the job wait for them.
+    """
+    import ray
+
+    have = ray.cluster_resources().get(resource, 0.0)
+    if needed > have + 1e-9 and os.environ.get("FLYWHEEL_WAIT_FOR_RESOURCES") != "1":
+        raise ClusterError(
+            f"{asked}: needs {needed:g} {resource}, the cluster has {have:g} (an autoscaling "
+            "cluster that adds nodes on demand: set FLYWHEEL_WAIT_FOR_RESOURCES=1 to wait)"
+        )
+
+
 def cluster_cpus() -> int:
     import ray
 

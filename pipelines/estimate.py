@@ -199,6 +199,13 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     t0 = time.time()
     from pipelines.train_estimator import CHECKPOINT_META, check_dataset
 
+    for name, value, low in (
+        ("--batch-size", cfg.batch_size, 1),
+        ("--replicas", 1 if cfg.replicas is None else cfg.replicas, 1),
+        ("--gpus-per-replica", cfg.gpus_per_replica or 0, 0),
+    ):
+        if value < low:
+            raise DatasetError(f"{name} {value}: at least {low}")
     ckpt = Path(cfg.checkpoint)
     if not (ckpt / CHECKPOINT_META).exists():
         raise DatasetError(f"{ckpt}: not an estimator checkpoint (no {CHECKPOINT_META})")
@@ -236,13 +243,17 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     import ray
     import ray.data
 
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.cluster import cluster_cpus, connect, require
 
     connect(cfg.ray_address, data=True)
     gpus = int(ray.cluster_resources().get("GPU", 0))
     per_gpu = cfg.gpus_per_replica if cfg.gpus_per_replica is not None else (1 if gpus else 0)
     cpus = cluster_cpus()
     replicas = cfg.replicas or (max(1, int(gpus / per_gpu)) if per_gpu else cpus)
+    if per_gpu:
+        require(
+            "GPU", replicas * per_gpu, f"--replicas {replicas} x --gpus-per-replica {per_gpu:g}"
+        )
     from pipelines.train_estimator import load_checkpoint
 
     head, _, _ = load_checkpoint(ckpt)  # the driver runs the (small) value head

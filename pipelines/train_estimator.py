@@ -308,9 +308,19 @@ def run(cfg: TrainConfig) -> TrainResult:
         ("--steps", cfg.steps, 1),
         ("--batch-size", cfg.batch_size, 1),
         ("--checkpoint-every", cfg.checkpoint_every, 1),
+        ("--gpus-per-worker", cfg.gpus_per_worker, 0),
+        ("--cpus-per-worker", cfg.cpus_per_worker or 1, 1),
     ):
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
+    if not 16 <= cfg.image_size <= 512:
+        raise DatasetError(f"--image-size {cfg.image_size}: between 16 and 512")
+    if not cfg.lr > 0:
+        raise DatasetError(f"--lr {cfg.lr}: must be positive")
+    if cfg.max_failures < -1:
+        raise DatasetError(f"--max-failures {cfg.max_failures}: -1 (no limit) or more")
+    if not 0 <= cfg.holdout < 1:
+        raise DatasetError(f"--holdout {cfg.holdout}: a share of the episodes in [0, 1)")
     ds = LeRobotDataset(cfg.dataset)
     episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
     cameras = check_dataset(ds, episodes)
@@ -318,14 +328,6 @@ def run(cfg: TrainConfig) -> TrainResult:
     if not train:
         raise DatasetError(f"{ds.root}: no training episodes left after the held-out split")
 
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.cluster import cluster_cpus, connect
-    from pipelines.tracking import tracking_uri
-
-    connect(cfg.ray_address)
-    cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // max(cfg.workers, 1))
     model = EstimatorConfig(
         variant=cfg.variant,
         cameras=cameras,
@@ -333,6 +335,31 @@ def run(cfg: TrainConfig) -> TrainResult:
         encoder=cfg.encoder,
         state_dim=int(ds.features["observation.state"]["shape"][0]),
     )
+    previous = latest_checkpoint(Path(cfg.storage) / cfg.run_name)
+    if previous is not None:  # the run exists: it resumes, so it must be the same model
+        meta = json.loads((previous / CHECKPOINT_META).read_text())
+        differ = [
+            f"{k} {v!r} (this command: {model.to_dict().get(k)!r})"
+            for k, v in meta["model"].items()
+            if model.to_dict().get(k) != v
+        ]
+        if differ:
+            raise DatasetError(
+                f"{previous.parent}: run {cfg.run_name!r} trains another model: "
+                f"{'; '.join(differ)}; choose another --name"
+            )
+        if meta["step"] >= cfg.steps:  # finished: nothing to train
+            metrics = {**meta["metrics"], "resumed_from": meta["step"]}
+            return TrainResult(str(previous), meta["step"], metrics, time.time() - t0)
+
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from pipelines.cluster import cluster_cpus, connect, require
+    from pipelines.tracking import tracking_uri
+
+    connect(cfg.ray_address)
+    cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // max(cfg.workers, 1))
     loop_config = {
         **{k: v for k, v in asdict(cfg).items() if k not in ("episodes", "ray_address")},
         "dataset": str(ds.root.resolve()),
@@ -344,8 +371,12 @@ def run(cfg: TrainConfig) -> TrainResult:
         "mlflow_uri": tracking_uri() if cfg.mlflow else None,
     }
     resources = {"CPU": cpus}
+    asked = f"--workers {cfg.workers} x --cpus-per-worker {cpus}"
+    require("CPU", cfg.workers * cpus, asked)
     if cfg.gpus_per_worker:
         resources["GPU"] = cfg.gpus_per_worker
+        asked = f"--workers {cfg.workers} x --gpus-per-worker {cfg.gpus_per_worker:g}"
+        require("GPU", cfg.workers * cfg.gpus_per_worker, asked)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=loop_config,
@@ -366,6 +397,19 @@ def run(cfg: TrainConfig) -> TrainResult:
     return TrainResult(
         result.checkpoint.path, meta["step"], result.metrics or meta["metrics"], time.time() - t0
     )
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The run's checkpoint with the most steps (the one a rerun resumes from), if any."""
+    best, best_step = None, -1
+    for meta in sorted(run_dir.glob(f"checkpoint_*/{CHECKPOINT_META}")):
+        try:
+            step = int(json.loads(meta.read_text())["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if step >= best_step:
+            best, best_step = meta.parent, step
+    return best
 
 
 def _split(episodes, cfg):
@@ -418,6 +462,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
         print(f"{prog}: error: {cause}", file=sys.stderr)
         return 2
     m = result.metrics
+    if m.get("resumed_from") == result.step:
+        print(f"{cfg.run_name} is already trained to step {result.step} (--steps {cfg.steps})")
+        print(f"Checkpoint: {result.checkpoint}")
+        return 0
     print(
         f"Trained {cfg.variant} to step {result.step} in {result.seconds:.0f} s: "
         f"loss {m.get('loss', float('nan')):.4f}"

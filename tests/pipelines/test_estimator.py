@@ -193,6 +193,15 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlf
 
     again = train_estimator.run(train_estimator.TrainConfig(steps=130, **cfg))
     assert again.step == 130 and again.metrics["resumed_from"] == 120
+    done = train_estimator.run(train_estimator.TrainConfig(steps=100, **cfg))  # nothing to do
+    assert (done.step, done.checkpoint) == (130, again.checkpoint)
+    with pytest.raises(train_estimator.DatasetError, match="variant 'kai0' .this command: 'pi06'"):
+        train_estimator.run(train_estimator.TrainConfig(steps=140, variant="pi06", **cfg))
+    argv = [str(tiny), "--no-mlflow", "--storage", str(tmp_path / "runs"), "--name", "other"]
+    assert train_estimator.main([*argv, "--gpus-per-worker", "1", "--workers", "1"]) == 2
+    assert "needs 1 GPU, the cluster has 0" in capsys.readouterr().err
+    assert train_estimator.main([*argv, "--workers", "3"]) == 2
+    assert "needs 3 CPU, the cluster has 2" in capsys.readouterr().err
 
     from mlflow.tracking import MlflowClient
 
