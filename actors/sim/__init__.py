@@ -7,6 +7,9 @@
     controllers  scripted controllers (expert, hesitant, noisy, failing) and the Operator
 
 The names below are imported lazily, so ``actors.sim.kinematics`` alone stays light.
+Importing the package registers the environment with Gymnasium:
+``gymnasium.make("flywheel/SO101ReachGrasp-v0")`` and ``"flywheel/SO101PickLift-v0"`` (keyword
+arguments as ``SO101Env``'s; the environment truncates at its own time limit).
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ _EXPORTS = {
     "run_episode": "actors.sim.controllers",
 }
 __all__ = sorted(_EXPORTS)
+
+for _id, _task in (("SO101ReachGrasp-v0", "reach_grasp"), ("SO101PickLift-v0", "pick_lift")):
+    from gymnasium.envs.registration import register, registry
+
+    if f"flywheel/{_id}" not in registry:
+        register(f"flywheel/{_id}", entry_point="actors.sim.env:SO101Env", kwargs={"task": _task})
 
 
 def __getattr__(name: str) -> Any:

@@ -167,3 +167,19 @@ def test_is_intervention_is_reported_for_one_step():
     assert info["is_intervention"] is True
     _, _, _, _, info = env.step(obs[STATE_KEY])
     assert info["is_intervention"] is False
+
+
+@pytest.mark.parametrize("env_id", ["flywheel/SO101ReachGrasp-v0", "flywheel/SO101PickLift-v0"])
+def test_registered_with_gymnasium(env_id):
+    import gymnasium
+
+    import actors.sim  # noqa: F401  (registers the ids)
+
+    env = gymnasium.make(env_id, image_size=32, render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized space.*")
+        check_env(env.unwrapped)
+    obs, info = env.reset(seed=0)
+    assert obs["observation.images.front"].shape == (32, 32, 3)
+    assert env.unwrapped.world.task == ("pick_lift" if "Lift" in env_id else "reach_grasp")
+    assert env.render().ndim == 3
