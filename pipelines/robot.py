@@ -105,20 +105,30 @@ def calibrate(args) -> int:
         with FeetechBus(port, SO101_MOTORS) as bus:
             bus.disable_torque()
             if robot is None:
-                input("Move the arm to the middle of its range of motion, then press Enter. ")
+                _enter("Move the arm to the middle of its range of motion, then press Enter. ")
             else:
                 _sim_hand(robot, args.leader, "middle")
             offsets = set_half_turn_homings(bus)
             print("Move every joint through its whole range of motion; press Enter when done.")
-            stop = threading.Event()
+            stop, closed = threading.Event(), []
             if robot is None:
-                threading.Thread(target=lambda: (input(), stop.set()), daemon=True).start()
+
+                def wait():
+                    try:
+                        _enter("")
+                    except RobotError as e:
+                        closed.append(e)
+                    stop.set()
+
+                threading.Thread(target=wait, daemon=True).start()
             else:
                 threading.Thread(
                     target=lambda: (_sim_hand(robot, args.leader, "sweep"), stop.set()),
                     daemon=True,
                 ).start()
             mins, maxes = record_ranges_of_motion(bus, stop=stop)
+            if closed:
+                raise closed[0]
             cal = finish_calibration(bus, offsets, mins, maxes, full_turn_motors=("wrist_roll",))
         path = save_calibration(cal, args.arm_id, args.calibration_dir)
     finally:
@@ -130,6 +140,17 @@ def calibrate(args) -> int:
         )
     print(f"Calibration of arm {args.arm_id!r} saved to {path}")
     return 0
+
+
+def _enter(prompt: str) -> None:
+    """Wait for Enter from the person at the arm; a closed input is a RobotError."""
+    try:
+        input(prompt)
+    except EOFError:
+        raise RobotError(
+            "calibrate: standard input closed; calibrating a real arm needs a person at the "
+            "terminal to press Enter (nothing was saved)"
+        ) from None
 
 
 def _sim_hand(robot, leader: bool, motion: str) -> None:
