@@ -118,20 +118,6 @@ def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy a file (a finished video, say) into place atomically."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(dst)
-    try:
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
-            while chunk := fi.read(1 << 20):
-                fo.write(chunk)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def temp_path_for(path: str | os.PathLike) -> Path:
     """A temporary sibling of `path` (for writers such as video encoders that need a filename).
 
@@ -512,11 +498,6 @@ class LeRobotDataset:
         return [k for k, f in self.features.items() if f.get("dtype") == "video"]
 
     @property
-    def image_keys(self) -> list[str]:
-        """Camera features stored as images inside the parquet files."""
-        return [k for k, f in self.features.items() if f.get("dtype") == "image"]
-
-    @property
     def episode_indices(self) -> list[int]:
         if self.episodes:
             return sorted(self.episodes)
@@ -686,7 +667,7 @@ class LeRobotDataset:
         return (
             f"{self.root}: LeRobot {self.version}, {len(self.episode_indices)} episodes, "
             f"{frames} frames, {len(self.tasks)} task(s), fps {self.fps}, "
-            f"cameras {', '.join(self.video_keys + self.image_keys) or 'none'}"
+            f"cameras {', '.join(self.camera_keys) or 'none'}"
         )
 
 
