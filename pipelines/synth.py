@@ -88,11 +88,23 @@ class SynthConfig:
         return self.task_text or TASK_TEXT[self.task]
 
     def validate(self) -> dict[str, float]:
-        """Check the options; returns the parsed mix."""
+        """Check the options (and resolve `task`); returns the parsed mix.
+
+        `task` names the simulated task (`reach_grasp`, `pick_lift`, or the spelled-out
+        "reach-and-grasp", "pick_and_lift", ...); anything else is taken as the dataset's task
+        text for a reach-and-grasp dataset.
+        """
         if self.episodes < 1:
             raise DatasetError(f"--episodes {self.episodes}: at least 1")
-        if self.task not in TASK_TEXT:
-            raise DatasetError(f"--task {self.task!r}: one of {sorted(TASK_TEXT)}")
+        name = self.task.strip().lower().replace("-", "_").replace("_and_", "_")
+        if name in TASK_TEXT:
+            self.task = name
+        elif self.task.strip() and self.task_text is None:
+            self.task, self.task_text = "reach_grasp", self.task.strip()
+        else:
+            raise DatasetError(f"--task {self.task!r}: one of {sorted(TASK_TEXT)} or a task text")
+        if self.task_text is not None and not self.task_text.strip():
+            raise DatasetError("--task-text: empty")
         if not 1 <= self.fps <= 120:
             raise DatasetError(f"--fps {self.fps}: between 1 and 120")
         if not 16 <= self.image_size <= 1024:
@@ -384,8 +396,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("out", help="new dataset folder (must not exist, or be empty)")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task", default="reach_grasp", choices=sorted(TASK_TEXT))
-    p.add_argument("--task-text", default=None, help="the dataset's task text")
+    p.add_argument(
+        "--task",
+        default="reach_grasp",
+        help="the simulated task, reach_grasp (default) or pick_lift; any other text is the "
+        "task text of a reach_grasp dataset",
+    )
+    p.add_argument(
+        "--task-text", default=None, help="the dataset's task text (default: the task's own)"
+    )
     p.add_argument("--mix", default=DEFAULT_MIX, help=f"controller shares (default {DEFAULT_MIX})")
     p.add_argument(
         "--operator",

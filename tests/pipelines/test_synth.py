@@ -22,6 +22,26 @@ def test_mix_parsing_and_errors():
             synth.parse_mix(bad)
 
 
+@pytest.mark.parametrize(
+    "task, task_text, sim, text",
+    [
+        ("reach_grasp", None, "reach_grasp", "reach and grasp the red cube"),
+        ("pick-and-lift", None, "pick_lift", "pick up the red cube and lift it"),
+        ("Pick_And_Lift", "lift it", "pick_lift", "lift it"),
+        ("grab the red block", None, "reach_grasp", "grab the red block"),
+    ],
+)
+def test_task_names_and_texts(task, task_text, sim, text):
+    cfg = synth.SynthConfig(out="unused", episodes=1, task=task, task_text=task_text)
+    cfg.validate()
+    assert (cfg.task, cfg.text) == (sim, text)
+
+
+def test_task_text_twice_is_an_error():
+    with pytest.raises(DatasetError, match="--task 'grab it': one of"):
+        synth.SynthConfig(out="u", episodes=1, task="grab it", task_text="x").validate()
+
+
 def test_plans_follow_the_mix_and_the_seed():
     cfg = synth.SynthConfig(out="unused", episodes=400, seed=7)
     mix = synth.parse_mix(cfg.mix)
