@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
 from pipelines.estimator_model import VARIANTS, EstimatorConfig
 
 CHECKPOINT_STATE = "state.pt"
@@ -280,12 +280,17 @@ def check_dataset(
         raise DatasetError(f"{ds.root}: no episodes")
     if "observation.state" not in ds.features:
         raise DatasetError(f"{ds.root}/meta/info.json: no 'observation.state' feature")
-    names = ds.read_episode(episodes[0], None, data_dir).column_names
-    for col in columns:
-        if col not in names:
-            raise DatasetError(
-                f"{ds.relative(ds.data_file(episodes[0], data_dir))}: missing column {col!r}"
-            )
+    # every file readable, with the columns (footers only: fast; v3.0 files hold many episodes)
+    files: dict = {}
+    for e in episodes:
+        files.setdefault(ds.data_file(e, data_dir), e)
+    for path, e in files.items():
+        if not path.exists():
+            raise DatasetError(f"{ds.relative(path)}: missing (episode {e})")
+        names = parquet_column_names(path)
+        for col in columns:
+            if col not in names:
+                raise DatasetError(f"{ds.relative(path)}: missing column {col!r}")
     for key in cameras:  # fail fast on a codec OpenCV cannot decode
         next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
     return cameras
@@ -481,6 +486,10 @@ def _dataset_error(e: BaseException) -> DatasetError | None:
         seen.add(id(e))
         if isinstance(e, DatasetError):
             return e
+        for failure in (getattr(e, "worker_failures", None) or {}).values():  # Ray Train's
+            found = _dataset_error(failure)
+            if found is not None:
+                return found
         e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
     return None
 

@@ -296,3 +296,19 @@ def test_missing_stage_progress_is_a_one_line_error(tiny, tmp_path, capsys):
     code = train_estimator.main([str(root), "--steps", "2", "--no-mlflow"])
     err = capsys.readouterr().err
     assert code == 2 and "missing column 'stage_progress_gt'" in err
+
+    shutil.copy(episode_data_path(tiny, 0), path)
+    episode_data_path(root, 3).write_bytes(b"garbage")  # every file is checked up front
+    code = train_estimator.main([str(root), "--steps", "2", "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert code == 2 and "episode_000003.parquet: unreadable parquet file" in err
+
+
+def test_a_dataset_error_on_a_worker_is_found_in_ray_trains_error():
+    from ray.train import WorkerGroupError
+
+    wrapped = RuntimeError("task failed")
+    wrapped.cause = train_estimator.DatasetError("data/x.parquet: missing column 'state'")
+    err = WorkerGroupError("rank 1 failed", {0: RuntimeError("other"), 1: wrapped})
+    assert str(train_estimator._dataset_error(err)) == "data/x.parquet: missing column 'state'"
+    assert train_estimator._dataset_error(WorkerGroupError("x", {0: ValueError()})) is None
