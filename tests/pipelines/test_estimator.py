@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import estimate, label, synth, train_estimator
+from pipelines import estimate, estimator_data, label, synth, train_estimator
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns, write_parquet
 from pipelines.estimator_data import (
     EpisodeFrames,
@@ -131,7 +131,96 @@ def test_episode_outputs_are_the_model_on_the_reference_pairs():
             assert relative[i] == pytest.approx(float(r), abs=1e-5)
 
 
+def _with_parquet_images(root: Path, size: int = 24) -> dict[int, np.ndarray]:
+    """Add a LeRobot `image` camera (PNG bytes inside the parquet files) to a dataset."""
+    import cv2
+    import pyarrow as pa
+
+    from pipelines.progress_dataset import make_progress_dataset
+
+    make_progress_dataset(root, episodes=3, min_length=5, max_length=9, seed=1)
+    ds = LeRobotDataset(root)
+    frames = {}
+    for e in ds.episode_indices:
+        t = ds.read_episode(e)
+        rng = np.random.default_rng(e)
+        frames[e] = rng.integers(0, 255, (t.num_rows, size, size, 3), dtype=np.uint8)
+        cells = [
+            {"bytes": cv2.imencode(".png", f[:, :, ::-1])[1].tobytes(), "path": None}
+            for f in frames[e]
+        ]
+        typ = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        write_parquet(
+            episode_data_path(root, e),
+            t.append_column("observation.images.top", pa.array(cells, typ)),
+        )
+    info = json.loads((root / "meta" / "info.json").read_text())
+    info["features"]["observation.images.top"] = {
+        "dtype": "image",
+        "shape": [size, size, 3],
+        "names": ["height", "width", "channel"],
+    }
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+    return frames
+
+
+def test_cameras_stored_as_images_in_parquet(tmp_path):
+    from pipelines.estimator_data import load_episode
+
+    root = tmp_path / "images"
+    frames = _with_parquet_images(root)
+    ds = LeRobotDataset(root)
+    key = "observation.images.top"
+    assert ds.camera_keys == [key]
+    assert train_estimator.check_dataset(ds, ds.episode_indices) == [key]
+    for e, want in frames.items():
+        assert np.array_equal(np.stack(list(ds.iter_camera_frames(e, key))), want)
+        loaded = load_episode(ds, e, [key], 16)
+        assert loaded.images.shape == (len(want), 1, 16, 16, 3)
+        rows = list(estimate.episode_frames(ds, e, [key], 16, rows=4))
+        assert np.array_equal(np.concatenate([r["images"] for r in rows]), loaded.images)
+        assert np.concatenate([r["frame"] for r in rows]).tolist() == list(range(len(want)))
+    # a cell that is not an image names the file, the episode and the frame
+    import pyarrow as pa
+
+    path = episode_data_path(root, 1)
+    t = read_columns(path)
+    cells = t[key].to_pylist()
+    cells[2] = {"bytes": b"not a png", "path": None}
+    t = t.set_column(t.column_names.index(key), key, pa.array(cells, t.schema.field(key).type))
+    write_parquet(path, t)
+    with pytest.raises(train_estimator.DatasetError, match="episode 1 frame 2: .* not a decodable"):
+        list(ds.iter_camera_frames(1, key))
+
+
 # ----------------------------------------------------------------------------- on Ray
+
+
+def test_estimate_reads_cameras_stored_in_parquet(tmp_path, ray_cluster):
+    root = tmp_path / "images"
+    frames = _with_parquet_images(root)
+    cfg = EstimatorConfig(variant="pi06", cameras=["observation.images.top"], image_size=16)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    torch.manual_seed(0)
+    model = AdvantageEstimator(cfg)
+    torch.save({"model": model.state_dict(), "step": 7}, ckpt / train_estimator.CHECKPOINT_STATE)
+    meta = {"step": 7, "variant": "pi06", "model": cfg.to_dict()}
+    (ckpt / train_estimator.CHECKPOINT_META).write_text(json.dumps(meta))
+    out = estimate.run(estimate.EstimateConfig(str(root), str(ckpt), batch_size=4))
+    assert out.out_dir.name == "data_PI06_7" and out.episodes == 3
+    model.eval()
+    for e, want in frames.items():
+        t = read_columns(episode_data_path(root, e, out.out_dir.name))
+        assert t.num_rows == len(want) and "relative_advantage" not in t.column_names
+        images = torch.from_numpy(
+            np.stack([estimator_data.resize(f, 16) for f in want])[:, None, None]
+        )
+        state = torch.from_numpy(np.stack(t["observation.state"].to_numpy(zero_copy_only=False)))
+        with torch.no_grad():
+            v = model(images, state[:, None].float()).numpy()
+        v[0] = 0.0
+        assert np.allclose(t["absolute_value"].to_numpy(), v, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
