@@ -342,11 +342,11 @@ def run(cfg: TrainConfig) -> TrainResult:
     )
     previous = latest_checkpoint(Path(cfg.storage) / cfg.run_name)
     if previous is not None:  # the run exists: it resumes, so it must be the same model
-        meta = json.loads((previous / CHECKPOINT_META).read_text())
+        meta, wanted = json.loads((previous / CHECKPOINT_META).read_text()), model.to_dict()
         differ = [
-            f"{k} {v!r} (this command: {model.to_dict().get(k)!r})"
+            f"{k} {v!r} (this command: {wanted.get(k)!r})"
             for k, v in meta["model"].items()
-            if model.to_dict().get(k) != v
+            if wanted.get(k) != v
         ]
         if differ:
             raise DatasetError(

@@ -32,9 +32,9 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-for _id, _task in (("SO101ReachGrasp-v0", "reach_grasp"), ("SO101PickLift-v0", "pick_lift")):
-    from gymnasium.envs.registration import register, registry
+from gymnasium.envs.registration import register, registry  # noqa: E402
 
+for _id, _task in (("SO101ReachGrasp-v0", "reach_grasp"), ("SO101PickLift-v0", "pick_lift")):
     if f"flywheel/{_id}" not in registry:
         register(f"flywheel/{_id}", entry_point="actors.sim.env:SO101Env", kwargs={"task": _task})
 
