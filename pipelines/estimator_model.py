@@ -7,72 +7,22 @@ Two variants, as in the stage-advantage reference:
 * ``pi06``: the current frame only. It predicts stage_progress_gt[c] (the progress made since
   the start of the episode, i.e. the kai0 target with the history at progress 0).
 
-Every camera image goes through one shared encoder (a compact ResNet by default; others are
-registered by name in ``ENCODERS``); the features of every camera and timestep are concatenated
-with the robot state and fed to the reference's value head
+Every camera image goes through one shared encoder (a compact ResNet by default; any encoder of
+the registry in ``pipelines.encoders``); the features of every camera and timestep are
+concatenated with the robot state and fed to the reference's value head
 Linear-SiLU-Linear-SiLU-Linear-Tanh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from pipelines.encoders import ENCODERS
+
 VARIANTS = ("kai0", "pi06")
-ENCODERS: dict[str, Callable[[int], nn.Module]] = {}
-
-
-def register_encoder(name: str):
-    """Register an image encoder class: ``cls(out_dim)`` maps B x 3 x H x W to B x out_dim."""
-
-    def add(cls):
-        ENCODERS[name] = cls
-        return cls
-
-    return add
-
-
-class _Residual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
-
-
-@register_encoder("resnet_small")
-class ResNetSmall(nn.Module):
-    """A compact ResNet: a strided stem and three residual stages (32-64-128 channels)."""
-
-    def __init__(self, out_dim: int = 128, width: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(3, width, 5, 2, 2, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            _Residual(width, width, 2),
-            _Residual(width, 2 * width, 2),
-            _Residual(2 * width, 4 * width, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(4 * width, out_dim),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 @dataclass

@@ -169,7 +169,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path, monkeypa
     dsl.write_parquet(path, old)
 
     def dying_writer(table, where, **kw):
-        Path(where).write_bytes(b"PAR1 half a file")
+        where.write(b"PAR1 half a file")
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", dying_writer)
@@ -183,7 +183,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_dies(tmp_path, monkeypa
 def test_stale_temp_files_are_found_and_removed(tmp_path):
     target = tmp_path / "meta" / "info.json"
     target.parent.mkdir()
-    stale = dsl._temp_path(target)
+    stale = dsl.temp_path_for(target)
     stale.write_text("{")
     video_tmp = dsl.temp_path_for(tmp_path / "videos" / "episode_000000.mp4")
     video_tmp.write_bytes(b"")

@@ -1,0 +1,520 @@
+"""The on-disk layout of LeRobot v2.1 and v3.0 datasets: paths, metadata, `LeRobotDataset`.
+
+Layout (v2.1)::
+
+    meta/info.json  meta/tasks.jsonl  meta/episodes.jsonl  meta/episodes_stats.jsonl
+    <data_dir>/chunk-XXX/episode_XXXXXX.parquet        (data_dir is "data", or e.g. "data_KAI0_100")
+    videos/chunk-XXX/<video_key>/episode_XXXXXX.mp4
+
+Layout (v3.0)::
+
+    meta/info.json  meta/stats.json  meta/tasks.parquet  meta/episodes/chunk-XXX/file-XXX.parquet
+    <data_dir>/chunk-XXX/file-XXX.parquet  videos/<video_key>/chunk-XXX/file-XXX.mp4
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.dataset.atomic import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_jsonl,
+)
+from pipelines.dataset.errors import DatasetError, one_line
+from pipelines.dataset.tables import read_columns
+from pipelines.dataset.video import iter_video_frames
+
+V21 = "v2.1"
+V30 = "v3.0"
+DEFAULT_CHUNKS_SIZE = 1000
+V21_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+V21_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+
+
+def _read_json(path: Path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise DatasetError(f"{path}: not valid JSON ({one_line(e)})") from e
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DatasetError(f"{path}:{n}: not valid JSON ({one_line(e)})") from e
+    return rows
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    """[1,2,3,7] -> '1-3, 7'."""
+    out, start, prev = [], None, None
+    for i in sorted(indices):
+        if start is None:
+            start = prev = i
+        elif i == prev + 1:
+            prev = i
+        else:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+            start = prev = i
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ", ".join(out)
+
+
+@dataclass
+class MissingReport:
+    """What the metadata lists but the folder lacks."""
+
+    meta_files: list[str] = field(default_factory=list)
+    data_episodes: list[int] = field(default_factory=list)
+    data_examples: list[str] = field(default_factory=list)
+    videos: dict[str, list[int]] = field(default_factory=dict)
+    video_examples: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.meta_files or self.data_episodes or self.videos or self.notes)
+
+    def lines(self) -> list[str]:
+        out = [f"missing metadata file {m}" for m in self.meta_files]
+        if self.data_episodes:
+            out.append(
+                f"data for {len(self.data_episodes)} episode(s) missing "
+                f"(episodes {_ranges(self.data_episodes)}; e.g. {self.data_examples[0]})"
+            )
+        for key, eps in self.videos.items():
+            out.append(
+                f"video {key} missing for {len(eps)} episode(s) "
+                f"(episodes {_ranges(eps)}; e.g. {self.video_examples[key]})"
+            )
+        out.extend(self.notes)
+        return out
+
+
+class LeRobotDataset:
+    """A LeRobot dataset on disk (v2.1 or v3.0), loaded from its metadata.
+
+    Loading never requires the data or video files to exist: `missing()` says which of the
+    files the metadata lists are absent, and reads only touch the files they need.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        info_path = self.root / "meta" / "info.json"
+        if not self.root.is_dir():
+            raise DatasetError(f"{self.root}: no such dataset folder")
+        try:
+            self.info: dict = _read_json(info_path)
+        except FileNotFoundError:
+            raise DatasetError(f"{info_path}: missing (not a LeRobot dataset)") from None
+        version = str(self.info.get("codebase_version", ""))
+        if version.startswith("v2"):
+            self.version = V21
+        elif version.startswith("v3"):
+            self.version = V30
+        else:
+            raise DatasetError(
+                f"{info_path}: codebase_version {version!r} is not supported (v2.1 or v3.0)"
+            )
+        self.features: dict = self.info.get("features", {})
+        self.fps: float = self.info.get("fps", 30)
+        self.chunks_size: int = int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
+        self._missing_meta: list[str] = []
+        if self.version == V21:
+            self._load_v21_meta()
+        else:
+            self._load_v30_meta()
+
+    # ------------------------------------------------------------------ metadata loading
+
+    def _load_v21_meta(self) -> None:
+        meta = self.root / "meta"
+        self.tasks: dict[int, str] = {}
+        if (meta / "tasks.jsonl").exists():
+            for row in _read_jsonl(meta / "tasks.jsonl"):
+                self.tasks[int(row["task_index"])] = row["task"]
+        else:
+            self._missing_meta.append("meta/tasks.jsonl")
+        self.episodes: dict[int, dict] = {}
+        if (meta / "episodes.jsonl").exists():
+            for row in _read_jsonl(meta / "episodes.jsonl"):
+                self.episodes[int(row["episode_index"])] = row
+        else:
+            self._missing_meta.append("meta/episodes.jsonl")
+        if not (meta / "episodes_stats.jsonl").exists():
+            self._missing_meta.append("meta/episodes_stats.jsonl")
+
+    def _load_v30_meta(self) -> None:
+        meta = self.root / "meta"
+        self.tasks = {}
+        tasks_path = meta / "tasks.parquet"
+        if tasks_path.exists():
+            t = read_columns(tasks_path)
+            names = [n for n in t.column_names if n != "task_index"]
+            text_col = "task" if "task" in names else (names[0] if names else None)
+            if text_col is None:
+                raise DatasetError(f"{tasks_path}: no task text column")
+            for idx, text in zip(
+                t.column("task_index").to_pylist(), t.column(text_col).to_pylist(), strict=True
+            ):
+                self.tasks[int(idx)] = text
+        else:
+            self._missing_meta.append("meta/tasks.parquet")
+        self.episodes = {}
+        ep_files = sorted((meta / "episodes").glob("chunk-*/file-*.parquet"))
+        if not ep_files:
+            self._missing_meta.append("meta/episodes/chunk-*/file-*.parquet")
+        keep_prefixes = ("data/", "videos/", "dataset_")
+        for path in ep_files:
+            t = read_columns(path)
+            cols = [
+                c
+                for c in t.column_names
+                if c in ("episode_index", "tasks", "length") or c.startswith(keep_prefixes)
+            ]
+            for row in t.select(cols).to_pylist():
+                self.episodes[int(row["episode_index"])] = row
+
+    @functools.cached_property
+    def episodes_stats(self) -> dict[int, dict]:
+        """Per-episode stats (v2.1 meta/episodes_stats.jsonl; loaded on first use, it is big)."""
+        path = self.root / "meta" / "episodes_stats.jsonl"
+        if self.version != V21 or not path.exists():
+            return {}
+        return {int(row["episode_index"]): row["stats"] for row in _read_jsonl(path)}
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def video_keys(self) -> list[str]:
+        return [k for k, f in self.features.items() if f.get("dtype") == "video"]
+
+    @property
+    def episode_indices(self) -> list[int]:
+        if self.episodes:
+            return sorted(self.episodes)
+        return list(range(int(self.info.get("total_episodes", 0))))
+
+    def episode_chunk(self, episode_index: int) -> int:
+        return episode_index // self.chunks_size
+
+    def data_file(self, episode_index: int, data_dir: str = "data") -> Path:
+        """The parquet file that holds `episode_index` (for v3.0 a multi-episode file)."""
+        if self.version == V21:
+            rel = self.info.get("data_path", V21_DATA_PATH).format(
+                episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index
+            )
+            return self.root / _swap_data_dir(rel, data_dir)
+        ep = self._v30_episode(episode_index)
+        rel = self.info["data_path"].format(
+            chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
+        )
+        return self.root / _swap_data_dir(rel, data_dir)
+
+    def video_file(self, episode_index: int, video_key: str) -> Path:
+        if self.version == V21:
+            rel = self.info.get("video_path") or V21_VIDEO_PATH
+            return self.root / rel.format(
+                episode_chunk=self.episode_chunk(episode_index),
+                episode_index=episode_index,
+                video_key=video_key,
+            )
+        ep = self._v30_episode(episode_index)
+        return self.root / self.info["video_path"].format(
+            video_key=video_key,
+            chunk_index=ep[f"videos/{video_key}/chunk_index"],
+            file_index=ep[f"videos/{video_key}/file_index"],
+        )
+
+    def video_span(self, episode_index: int, video_key: str) -> tuple[float, float]:
+        """(from, to) timestamps of the episode inside its video file (0..length/fps for v2.1)."""
+        if self.version == V21:
+            return 0.0, self.episode_length(episode_index) / self.fps
+        ep = self._v30_episode(episode_index)
+        return ep[f"videos/{video_key}/from_timestamp"], ep[f"videos/{video_key}/to_timestamp"]
+
+    def episode_length(self, episode_index: int) -> int:
+        ep = self.episodes.get(episode_index)
+        if ep is None or "length" not in ep:
+            return self.read_episode(episode_index, columns=["frame_index"]).num_rows
+        return int(ep["length"])
+
+    def _v30_episode(self, episode_index: int) -> dict:
+        try:
+            return self.episodes[episode_index]
+        except KeyError:
+            raise DatasetError(
+                f"{self.root}/meta/episodes: episode {episode_index} is not listed"
+            ) from None
+
+    def data_files(self, data_dir: str = "data") -> list[Path]:
+        """The parquet files present under `<data_dir>/chunk-*/`, sorted by path."""
+        return sorted(
+            p
+            for p in (self.root / data_dir).glob("chunk-*/*.parquet")
+            if not p.name.startswith(".")
+        )
+
+    def relative(self, path: str | os.PathLike) -> str:
+        try:
+            return str(Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    @property
+    def meta_dir(self) -> Path:
+        return self.root / "meta"
+
+    # ------------------------------------------------------------------ reading
+
+    def read_episode(
+        self, episode_index: int, columns: Sequence[str] | None = None, data_dir: str = "data"
+    ) -> pa.Table:
+        path = self.data_file(episode_index, data_dir)
+        if not path.exists():
+            raise DatasetError(f"{self.relative(path)}: missing (episode {episode_index})")
+        if self.version == V21:
+            return read_columns(path, columns)
+        cols = None if columns is None else list(dict.fromkeys([*columns, "episode_index"]))
+        t = read_columns(path, cols)
+        mask = pc.equal(t.column("episode_index"), episode_index)
+        t = t.filter(mask)
+        return t if columns is None else t.select(list(columns))
+
+    def iter_camera_frames(self, episode_index: int, key: str, data_dir: str = "data"):
+        """The episode's frames of camera `key`, one RGB uint8 array at a time.
+
+        Video features are decoded with OpenCV as they are read (for v3.0, the episode's span of
+        the shared video file); image features (stored in the parquet files as encoded bytes)
+        are decoded with cv2.imdecode. A video OpenCV cannot decode is a DatasetError naming the
+        file and its codec.
+        """
+        import cv2
+
+        feature = self.features.get(key)
+        if feature is None:
+            raise DatasetError(f"{self.root}/meta/info.json: no camera feature {key!r}")
+        n = self.episode_length(episode_index)
+        if feature.get("dtype") == "video":
+            codec = (feature.get("info") or {}).get("video.codec")
+            start, _ = self.video_span(episode_index, key)
+            first = int(round(start * self.fps))
+            yield from iter_video_frames(self.video_file(episode_index, key), first, n, codec=codec)
+            return
+        column = self.read_episode(episode_index, [key], data_dir).column(key).to_pylist()
+        for i, cell in enumerate(column):
+            data = cell.get("bytes") if isinstance(cell, dict) else cell
+            bgr = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise DatasetError(
+                    f"{self.relative(self.data_file(episode_index, data_dir))}: episode "
+                    f"{episode_index} frame {i}: {key} is not a decodable image"
+                )
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    @property
+    def camera_keys(self) -> list[str]:
+        """Every camera feature, video or image, in metadata order."""
+        return [k for k, f in self.features.items() if f.get("dtype") in ("video", "image")]
+
+    def missing(self) -> MissingReport:
+        """Files the metadata lists that are not in the folder."""
+        rep = MissingReport(meta_files=list(self._missing_meta))
+        listed = self.episode_indices
+        total = self.info.get("total_episodes")
+        if total is not None and self.episodes and int(total) != len(self.episodes):
+            rep.notes.append(
+                f"meta/info.json says total_episodes={total} but the episode metadata "
+                f"lists {len(self.episodes)}"
+            )
+        checked: dict[Path, bool] = {}
+
+        def exists(p: Path) -> bool:
+            if p not in checked:
+                checked[p] = p.exists()
+            return checked[p]
+
+        for ep in listed:
+            try:
+                p = self.data_file(ep)
+            except (KeyError, DatasetError):
+                rep.notes.append(f"episode {ep}: metadata does not say where its data is")
+                continue
+            if not exists(p):
+                rep.data_episodes.append(ep)
+                if not rep.data_examples:
+                    rep.data_examples.append(self.relative(p))
+            for key in self.video_keys:
+                try:
+                    v = self.video_file(ep, key)
+                except KeyError:
+                    continue
+                if not exists(v):
+                    rep.videos.setdefault(key, []).append(ep)
+                    rep.video_examples.setdefault(key, self.relative(v))
+        return rep
+
+    def summary(self) -> str:
+        frames = self.info.get("total_frames", "?")
+        return (
+            f"{self.root}: LeRobot {self.version}, {len(self.episode_indices)} episodes, "
+            f"{frames} frames, {len(self.tasks)} task(s), fps {self.fps}, "
+            f"cameras {', '.join(self.camera_keys) or 'none'}"
+        )
+
+
+def _swap_data_dir(rel: str, data_dir: str) -> str:
+    if data_dir == "data":
+        return rel
+    head, _, tail = rel.partition("/")
+    if head != "data":
+        raise DatasetError(f"data_path {rel!r} does not start with data/")
+    return f"{data_dir}/{tail}"
+
+
+def episode_data_path(
+    root: str | os.PathLike,
+    episode_index: int,
+    data_dir: str = "data",
+    chunks_size: int = DEFAULT_CHUNKS_SIZE,
+) -> Path:
+    """Where a new v2.1 dataset keeps an episode's parquet file."""
+    rel = V21_DATA_PATH.format(
+        episode_chunk=episode_index // chunks_size, episode_index=episode_index
+    )
+    return Path(root) / _swap_data_dir(rel, data_dir)
+
+
+def episode_video_path(
+    root: str | os.PathLike,
+    episode_index: int,
+    video_key: str,
+    chunks_size: int = DEFAULT_CHUNKS_SIZE,
+) -> Path:
+    """Where a new v2.1 dataset keeps an episode's video for one camera."""
+    return Path(root) / V21_VIDEO_PATH.format(
+        episode_chunk=episode_index // chunks_size,
+        episode_index=episode_index,
+        video_key=video_key,
+    )
+
+
+def new_info(
+    *,
+    fps: float,
+    features: dict[str, dict],
+    total_episodes: int,
+    total_frames: int,
+    total_tasks: int,
+    robot_type: str | None = None,
+    chunks_size: int = DEFAULT_CHUNKS_SIZE,
+) -> dict:
+    n_videos = sum(1 for f in features.values() if f.get("dtype") == "video")
+    return {
+        "codebase_version": V21,
+        "robot_type": robot_type,
+        "total_episodes": total_episodes,
+        "total_frames": total_frames,
+        "total_tasks": total_tasks,
+        "total_videos": n_videos * total_episodes,
+        "total_chunks": (max(total_episodes - 1, 0) // chunks_size) + 1,
+        "chunks_size": chunks_size,
+        "fps": fps,
+        "splits": {"train": f"0:{total_episodes}"},
+        "data_path": V21_DATA_PATH,
+        "video_path": V21_VIDEO_PATH if n_videos else None,
+        "features": features,
+    }
+
+
+def write_meta(
+    root: str | os.PathLike,
+    *,
+    info: dict,
+    tasks: dict[int, str] | None = None,
+    episodes: Sequence[dict] | None = None,
+    episodes_stats: dict[int, dict] | None = None,
+) -> None:
+    """Write v2.1 metadata files, each atomically; info.json last (it is what readers open first).
+
+    Only the parts given are written, so a job that changes tasks and episodes leaves
+    episodes_stats.jsonl alone unless it passes it.
+    """
+    meta = Path(root) / "meta"
+    if tasks is not None:
+        atomic_write_jsonl(
+            meta / "tasks.jsonl",
+            ({"task_index": i, "task": t} for i, t in sorted(tasks.items())),
+        )
+    if episodes is not None:
+        atomic_write_jsonl(
+            meta / "episodes.jsonl", sorted(episodes, key=lambda e: e["episode_index"])
+        )
+    if episodes_stats is not None:
+        atomic_write_jsonl(
+            meta / "episodes_stats.jsonl",
+            ({"episode_index": i, "stats": s} for i, s in sorted(episodes_stats.items())),
+        )
+    atomic_write_json(meta / "info.json", info)
+
+
+_EPISODE_INDEX_RE = re.compile(r'^\{"episode_index":\s*(-?\d+)')
+
+
+def update_episode_stats(
+    root: str | os.PathLike, feature: str, per_episode: dict[int, dict]
+) -> int:
+    """Replace one feature's stats in v2.1 meta/episodes_stats.jsonl, episode by episode.
+
+    The file holds stats of every feature (megabytes for thousands of episodes); lines are
+    rewritten textually where the feature's flat stats object can be swapped in place, and
+    parsed otherwise. Episodes without a line, or whose line lacks the feature, are left as
+    they are. Written atomically; returns how many episodes were updated.
+    """
+    path = Path(root) / "meta" / "episodes_stats.jsonl"
+    if not path.exists():
+        return 0
+    pattern = re.compile(r'("' + re.escape(feature) + r'":\s*)\{[^{}]*\}')
+    updated = 0
+    with open(path, encoding="utf-8") as f, atomic_open(path) as out:
+        for line in f:
+            m = _EPISODE_INDEX_RE.match(line)
+            ep = int(m.group(1)) if m else None
+            if ep is None:
+                try:
+                    ep = int(json.loads(line)["episode_index"]) if line.strip() else None
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    ep = None
+            new = per_episode.get(ep) if ep is not None else None
+            if new is not None:
+                text = json.dumps(new)
+                line, n = pattern.subn(lambda m, t=text: m.group(1) + t, line, count=1)
+                if n == 0:
+                    row = json.loads(line)
+                    if feature in row.get("stats", {}):
+                        row["stats"][feature] = new
+                        line = json.dumps(row) + "\n"
+                        n = 1
+                updated += n
+            out.write(line if line.endswith("\n") else line + "\n")
+    return updated

@@ -1,0 +1,199 @@
+"""`EpisodeRecorder`: episodes recorded frame by frame into a LeRobot dataset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.dataset.errors import DatasetError
+from pipelines.dataset.layout import (
+    DEFAULT_CHUNKS_SIZE,
+    V21,
+    LeRobotDataset,
+    episode_data_path,
+    episode_video_path,
+    new_info,
+    write_meta,
+)
+from pipelines.dataset.stats import ImageStats, table_stats
+from pipelines.dataset.tables import features_of, frames_table, write_parquet
+from pipelines.dataset.video import VIDEO_CODEC, VideoWriter, video_feature
+
+
+class EpisodeRecorder:
+    """Record episodes frame by frame into a LeRobot v2.1 dataset (new, or appended to).
+
+    `begin()` starts an episode (its camera videos are written as frames arrive); `add()`
+    buffers a frame; `save()` writes the episode's parquet, finishes its videos and rewrites the
+    metadata, each atomically, so the dataset on disk is always complete: the episode being
+    recorded only appears once saved. `discard()` drops it (re-record).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        fps: float,
+        task: str,
+        joint_names: Sequence[str],
+        cameras: dict[str, tuple[int, int]],
+        robot_type: str = "so101_follower",
+        data_type: str = "demo",
+    ):
+        self.root = Path(root)
+        self.fps = fps
+        self.task = task
+        self.cameras = dict(cameras)  # key -> (height, width)
+        self.data_type = data_type
+        names = [f"{j}.pos" for j in joint_names]
+        self._vector = {"dtype": "float32", "shape": [len(names)], "names": names}
+        self._episodes: list[dict] = []
+        self._stats: dict[int, dict] = {}
+        self._tasks: dict[int, str] = {}
+        self.info: dict | None = None
+        self.robot_type = robot_type
+        self.chunks_size = DEFAULT_CHUNKS_SIZE
+        if (self.root / "meta" / "info.json").exists():
+            self._continue()
+        elif self.root.exists() and any(self.root.iterdir()):
+            raise DatasetError(f"{self.root}: exists, is not empty and is not a LeRobot dataset")
+        self._frames: list[tuple] = []
+        self._videos: dict[str, VideoWriter] = {}
+        self._image_stats: dict[str, ImageStats] = {}
+        self.episode_index: int | None = None
+
+    def _continue(self) -> None:
+        ds = LeRobotDataset(self.root)
+        if ds.version != V21:
+            raise DatasetError(f"{self.root}: LeRobot {ds.version}; recording appends to v2.1")
+        if ds.fps != self.fps:
+            raise DatasetError(f"{self.root}/meta/info.json: fps {ds.fps}, recording at {self.fps}")
+        want = {
+            k: (f["shape"][0], f["shape"][1])
+            for k, f in ds.features.items()
+            if f.get("dtype") == "video"
+        }
+        if want != self.cameras:
+            raise DatasetError(
+                f"{self.root}/meta/info.json: cameras {want}, recording {self.cameras}"
+            )
+        self.info = ds.info
+        self.chunks_size = ds.chunks_size
+        self._tasks = dict(ds.tasks)
+        self._episodes = [ds.episodes[e] for e in sorted(ds.episodes)]
+        self._stats = dict(ds.episodes_stats)
+
+    @property
+    def total_frames(self) -> int:
+        return sum(int(e["length"]) for e in self._episodes)
+
+    def begin(self) -> int:
+        if self.episode_index is not None:
+            raise RuntimeError("an episode is being recorded: save() or discard() it first")
+        self.episode_index = len(self._episodes)
+        self._frames = []
+        self._videos = {
+            key: VideoWriter(
+                episode_video_path(self.root, self.episode_index, key, self.chunks_size),
+                self.fps,
+                w,
+                h,
+            )
+            for key, (h, w) in self.cameras.items()
+        }
+        self._image_stats = {key: ImageStats() for key in self.cameras}
+        return self.episode_index
+
+    def add(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        images: dict[str, np.ndarray],
+        intervention: bool = False,
+    ) -> None:
+        for key, writer in self._videos.items():
+            writer.write(images[key])
+            self._image_stats[key].add(images[key])
+        self._frames.append(
+            (np.asarray(state, np.float32), np.asarray(action, np.float32), bool(intervention))
+        )
+
+    def discard(self) -> None:
+        for writer in self._videos.values():
+            writer.abort()
+        self._videos, self._frames, self.episode_index = {}, [], None
+
+    def save(self, success: bool) -> dict:
+        """Write the episode; `success` puts reward 1.0 on its last frame."""
+        if self.episode_index is None or not self._frames:
+            raise RuntimeError("no frames to save")
+        ep, n = self.episode_index, len(self._frames)
+        if self.task not in self._tasks.values():
+            self._tasks[len(self._tasks)] = self.task
+        task_index = next(i for i, t in self._tasks.items() if t == self.task)
+        reward = np.zeros(n, np.float32)
+        done = np.zeros(n, bool)
+        done[-1] = True
+        if success:
+            reward[-1] = 1.0
+        interv = np.array([f[2] for f in self._frames])
+        first = self.total_frames
+        table = frames_table(
+            {
+                "observation.state": np.stack([f[0] for f in self._frames]),
+                "action": np.stack([f[1] for f in self._frames]),
+                "timestamp": np.arange(n, dtype=np.float32) / np.float32(self.fps),
+                "frame_index": np.arange(n),
+                "episode_index": np.full(n, ep),
+                "index": np.arange(first, first + n),
+                "task_index": np.full(n, task_index),
+                "next.reward": reward,
+                "next.done": done,
+                "data_type": np.where(interv, "intervention", self.data_type).astype(object),
+                "complementary_info.is_intervention": interv,
+            },
+            {"observation.state": self._vector, "action": self._vector},
+        )
+        write_parquet(episode_data_path(self.root, ep, chunks_size=self.chunks_size), table)
+        for writer in self._videos.values():
+            writer.close()
+        stats = table_stats(table)
+        stats.update({key: acc.result() for key, acc in self._image_stats.items()})
+        self._stats[ep] = stats
+        self._episodes.append({"episode_index": ep, "tasks": [self.task], "length": n})
+        if self.info is None:
+            videos = {
+                k: video_feature(h, w, self.fps, VIDEO_CODEC) for k, (h, w) in self.cameras.items()
+            }
+            features = features_of(table, videos)
+            features["observation.state"] = features["action"] = dict(self._vector)
+            self.info = new_info(
+                fps=self.fps,
+                features=features,
+                total_episodes=0,
+                total_frames=0,
+                total_tasks=0,
+                robot_type=self.robot_type,
+            )
+        n_eps = len(self._episodes)
+        n_videos = len(self.cameras)
+        self.info.update(
+            total_episodes=n_eps,
+            total_frames=self.total_frames,
+            total_tasks=len(self._tasks),
+            total_videos=n_videos * n_eps,
+            total_chunks=(n_eps - 1) // DEFAULT_CHUNKS_SIZE + 1,
+            splits={"train": f"0:{n_eps}"},
+        )
+        write_meta(
+            self.root,
+            info=self.info,
+            tasks=self._tasks,
+            episodes=self._episodes,
+            episodes_stats=self._stats,
+        )
+        self._videos, self._frames, self.episode_index = {}, [], None
+        return {"episode_index": ep, "length": n, "success": success}
