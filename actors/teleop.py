@@ -12,6 +12,13 @@ from code (`success()`, `failure()`, `rerecord()`, `stop()`, thread-safe): an ep
 success or failure (saved, reward 1.0 on the last frame for a success), at its time limit
 (saved as a failure), or on stop (saved, then the session ends); re-record drops it and starts
 it again.
+
+Controls belong to the episode they were given in. Each recording attempt (a re-record is a new
+one) has a number, `attempt`; a control that names its attempt (`success(attempt=n)`, what an
+automatic judge such as the simulator's success watcher does) is ignored once that attempt has
+ended, and a control left pending when an episode ends (it lost the race with the time limit) is
+dropped, not applied to the next episode. Only `stop` carries over: the session then ends
+before starting another episode.
 """
 
 from __future__ import annotations
@@ -55,31 +62,47 @@ class TeleopSession:
         self.on_episode_start = on_episode_start
         self._event: str | None = None
         self._lock = threading.Lock()
+        self.attempt = 0
+        """Number of the recording attempt under way (1, 2, ...; a re-record is a new one)."""
         self.frames_this_episode = 0
 
     # ------------------------------------------------------------------ controls
 
-    def _signal(self, event: str) -> None:
+    def _signal(self, event: str, attempt: int | None) -> None:
         with self._lock:
+            if attempt is not None and attempt != self.attempt:
+                return  # meant for an attempt that has ended
             if self._event is None or event == STOP:
                 self._event = event
 
-    def success(self) -> None:
-        self._signal(SUCCESS)
+    def success(self, attempt: int | None = None) -> None:
+        """End the episode as a success (only attempt `attempt`, if given)."""
+        self._signal(SUCCESS, attempt)
 
-    def failure(self) -> None:
-        self._signal(FAILURE)
+    def failure(self, attempt: int | None = None) -> None:
+        self._signal(FAILURE, attempt)
 
-    def rerecord(self) -> None:
-        self._signal(RERECORD)
+    def rerecord(self, attempt: int | None = None) -> None:
+        self._signal(RERECORD, attempt)
 
     def stop(self) -> None:
-        self._signal(STOP)
+        self._signal(STOP, None)
 
     def _take_event(self) -> str | None:
         with self._lock:
             event, self._event = self._event, None
             return event
+
+    def _begin_attempt(self) -> None:
+        with self._lock:
+            self.attempt += 1
+            self.frames_this_episode = 0
+            if self._event != STOP:
+                self._event = None  # a control that came too late for the previous episode
+
+    def _stop_pending(self) -> bool:
+        with self._lock:
+            return self._event == STOP
 
     # ------------------------------------------------------------------ the loop
 
@@ -102,7 +125,7 @@ class TeleopSession:
             if self.on_episode_start is not None:
                 self.on_episode_start()
             ep = self.recorder.begin()
-            self.frames_this_episode = 0
+            self._begin_attempt()
             period = 1.0 / self.fps
             start = time.monotonic()
             deadline = start + self.episode_time_s
@@ -141,6 +164,8 @@ class TeleopSession:
     def run(self, episodes: int) -> list[EpisodeOutcome]:
         outcomes = []
         for _ in range(episodes):
+            if self._stop_pending():
+                break
             outcome = self.record_episode()
             outcomes.append(outcome)
             if outcome.outcome == STOP:

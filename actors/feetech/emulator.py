@@ -230,13 +230,15 @@ class STS3215Emulator:
         initial_positions: Mapping[int, int] | None = None,
         on_update: Callable[[dict[int, int]], None] | None = None,
         update_hz: float = 200.0,
+        resync_idle_s: float = RESYNC_IDLE_S,
     ) -> None:
         """Servos `ids` at encoder `initial_positions` (default 2047), moving at `speed` counts/s.
 
         `on_update(positions)` is called from a motion thread at `update_hz` with every
-        servo's Present_Position.
+        servo's Present_Position. A partial packet idle for `resync_idle_s` is discarded.
         """
         self._lock = threading.RLock()
+        self._resync_idle_s = float(resync_idle_s)
         self._speed = float(speed)
         self._on_update = on_update
         self._update_period = 1.0 / update_hz
@@ -280,6 +282,11 @@ class STS3215Emulator:
     def bad_checksum_count(self) -> int:
         """Instruction packets dropped so far for a bad checksum."""
         return self._parser.bad_checksums
+
+    @property
+    def input_pending(self) -> bool:
+        """Whether part of an instruction packet has been read and the rest is awaited."""
+        return self._parser.pending
 
     def start(self) -> STS3215Emulator:
         """Open the pty and start serving it (and the motion thread if `on_update` is set)."""
@@ -573,7 +580,7 @@ class STS3215Emulator:
         """I/O thread: read instructions from the pty master, write the replies."""
         master, wake = self._master_fd, self._wake_r
         while not self._stopping.is_set():
-            timeout = RESYNC_IDLE_S if self._parser.pending else None
+            timeout = self._resync_idle_s if self._parser.pending else None
             ready, _, _ = select.select([master, wake], [], [], timeout)
             if wake in ready:
                 return
