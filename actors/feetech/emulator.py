@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import os
 import select
+import signal
 import threading
 import time
 import tty
@@ -621,6 +622,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ids", default="1,2,3,4,5,6", help="comma-separated servo IDs per bus")
     parser.add_argument("--buses", default="follower,leader", help="comma-separated bus names")
     args = parser.parse_args(argv)
+    # Ctrl-C (SIGINT) stops it even when started from a shell's background job, which would
+    # otherwise have SIGINT ignored (and Python then raises no KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ids = [int(i) for i in args.ids.split(",")]
     emulators = {name: STS3215Emulator(ids).start() for name in args.buses.split(",")}
     try:

@@ -236,13 +236,15 @@ def tiny(tmp_path_factory, ray_cluster):
 
 
 def _worker_pids():
+    """Train workers of this test session's Ray cluster (its processes descend from this one;
+    other Ray clusters on the machine, other sessions' tests, are left alone)."""
     import psutil
 
     pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.Process().children(recursive=True):
         try:
-            if any("RayTrainWorker" in part for part in (p.info["cmdline"] or [])):
-                pids.append(p.info["pid"])
+            if any("RayTrainWorker" in part for part in p.cmdline()):
+                pids.append(p.pid)
         except psutil.Error:
             continue
     return pids
