@@ -3,7 +3,7 @@
 A Ray Data pass in two operators:
 
 1. **frames** (CPU tasks, one per group of episodes): each episode's camera videos are decoded
-   with OpenCV as a stream (images stored in the parquet files too) and resized to the model's
+   with PyAV as a stream (images stored in the parquet files too) and resized to the model's
    input; rows of frames leave the task as they are decoded, so a long video is never held in
    memory.
 2. **encoder** (`ActorPoolStrategy`: replicas of the estimator, on GPUs when there are some):

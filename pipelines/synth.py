@@ -46,15 +46,17 @@ import pyarrow as pa
 
 from pipelines.cluster import ClusterError
 from pipelines.dataset import (
-    VIDEO_CODEC,
     DatasetError,
     ImageStats,
     VideoWriter,
+    check_frame_size,
+    default_codec_note,
     episode_data_path,
     episode_video_path,
     features_of,
     frames_table,
     new_info,
+    resolve_video_codec,
     table_stats,
     video_feature,
     write_meta,
@@ -81,6 +83,7 @@ class SynthConfig:
     operator: float = 0.5
     fps: int = 10
     image_size: int = 128
+    vcodec: str | None = None  # None: av1 where PyAV has SVT-AV1, else h264
     ray_address: str | None = None
 
     @property
@@ -109,6 +112,14 @@ class SynthConfig:
             raise DatasetError(f"--fps {self.fps}: between 1 and 120")
         if not 16 <= self.image_size <= 1024:
             raise DatasetError(f"--image-size {self.image_size}: between 16 and 1024")
+        try:
+            self.vcodec = resolve_video_codec(self.vcodec)
+        except DatasetError as e:
+            raise DatasetError(f"--vcodec: {e}") from None
+        try:
+            check_frame_size(self.vcodec, self.image_size, self.image_size)
+        except DatasetError as e:
+            raise DatasetError(f"--image-size {self.image_size}: {e}") from None
         if not 0 <= self.operator <= 1:
             raise DatasetError(f"--operator {self.operator}: a share between 0 and 1")
         out = Path(self.out)
@@ -214,7 +225,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
     image_stats = {k: ImageStats() for k in CAMERAS}
     size = cfg.image_size
     writers = {
-        k: VideoWriter(episode_video_path(root, plan.index, k), cfg.fps, size, size)
+        k: VideoWriter(episode_video_path(root, plan.index, k), cfg.fps, size, size, cfg.vcodec)
         for k in CAMERAS
     }
     try:
@@ -349,7 +360,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
 
     features = features_of(
         pq.read_schema(sample).empty_table(),
-        {k: video_feature(size, size, cfg.fps, VIDEO_CODEC) for k in CAMERAS},
+        {k: video_feature(size, size, cfg.fps, cfg.vcodec) for k in CAMERAS},
     )
     total = int(sum(m["length"] for m in metas))
     info = new_info(
@@ -414,6 +425,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--image-size", type=int, default=128)
+    p.add_argument(
+        "--vcodec",
+        default=None,
+        help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
+    )
     p.add_argument("--ray-address", default=None)
     return p
 
@@ -421,6 +437,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = SynthConfig(**{k: v for k, v in vars(args).items()})
+    if cfg.vcodec is None and (note := default_codec_note()):
+        print(f"{prog}: note: {note}", file=sys.stderr)
     try:
         result = run(cfg)
     except (DatasetError, ClusterError) as e:

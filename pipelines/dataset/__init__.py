@@ -8,7 +8,7 @@ or a machine that lost power sees either the old or the new file, never a trunca
     errors    DatasetError: every problem with a dataset, as one line naming the file
     atomic    atomic, durable writes and the clean-up of what a killed writer left
     tables    LeRobot's feature conventions, frame tables, parquet reads and writes
-    video     camera videos: encoding and decoding as a stream
+    video     camera videos through PyAV: encoding, decoding as a stream, concatenation
     stats     per-feature statistics as LeRobot keeps them
     layout    paths and metadata of both versions, and `LeRobotDataset` to read them
     recorder  `EpisodeRecorder`: episodes recorded frame by frame
@@ -58,10 +58,17 @@ from pipelines.dataset.tables import (
     write_parquet_temp,
 )
 from pipelines.dataset.video import (
-    VIDEO_CODEC,
+    VIDEO_CODECS,
+    VideoProbe,
     VideoWriter,
+    check_frame_size,
+    concatenate_videos,
+    default_codec_note,
+    default_video_codec,
     iter_video_frames,
+    probe_video,
     read_video,
+    resolve_video_codec,
     video_feature,
 )
 
@@ -74,19 +81,24 @@ __all__ = [
     "V21_DATA_PATH",
     "V21_VIDEO_PATH",
     "V30",
-    "VIDEO_CODEC",
+    "VIDEO_CODECS",
     "DatasetError",
     "EpisodeRecorder",
     "ImageStats",
     "LeRobotDataset",
     "MissingReport",
+    "VideoProbe",
     "VideoWriter",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_frame_size",
     "column_to_numpy",
+    "concatenate_videos",
+    "default_codec_note",
+    "default_video_codec",
     "episode_data_path",
     "episode_video_path",
     "feature_from_arrow",
@@ -97,10 +109,12 @@ __all__ = [
     "new_info",
     "numeric_stats",
     "parquet_column_names",
+    "probe_video",
     "read_columns",
     "read_video",
     "remove_stale_temps",
     "replace_durably",
+    "resolve_video_codec",
     "table_stats",
     "temp_path_for",
     "update_episode_stats",

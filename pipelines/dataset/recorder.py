@@ -20,7 +20,12 @@ from pipelines.dataset.layout import (
 )
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
-from pipelines.dataset.video import VIDEO_CODEC, VideoWriter, video_feature
+from pipelines.dataset.video import (
+    VideoWriter,
+    check_frame_size,
+    resolve_video_codec,
+    video_feature,
+)
 
 
 class EpisodeRecorder:
@@ -30,6 +35,9 @@ class EpisodeRecorder:
     buffers a frame; `save()` writes the episode's parquet, finishes its videos and rewrites the
     metadata, each atomically, so the dataset on disk is always complete: the episode being
     recorded only appears once saved. `discard()` drops it (re-record).
+
+    `vcodec` is the video codec (av1, h264 or mpeg4; default: av1 where PyAV has SVT-AV1).
+    Appending keeps the dataset's codec: asking for another one is a DatasetError.
     """
 
     def __init__(
@@ -42,6 +50,7 @@ class EpisodeRecorder:
         cameras: dict[str, tuple[int, int]],
         robot_type: str = "so101_follower",
         data_type: str = "demo",
+        vcodec: str | None = None,
     ):
         self.root = Path(root)
         self.fps = fps
@@ -57,15 +66,20 @@ class EpisodeRecorder:
         self.robot_type = robot_type
         self.chunks_size = DEFAULT_CHUNKS_SIZE
         if (self.root / "meta" / "info.json").exists():
-            self._continue()
+            self.vcodec = self._continue(vcodec)
         elif self.root.exists() and any(self.root.iterdir()):
             raise DatasetError(f"{self.root}: exists, is not empty and is not a LeRobot dataset")
+        else:
+            self.vcodec = resolve_video_codec(vcodec)
+        for h, w in self.cameras.values():
+            check_frame_size(self.vcodec, w, h)
         self._frames: list[tuple] = []
         self._videos: dict[str, VideoWriter] = {}
         self._image_stats: dict[str, ImageStats] = {}
         self.episode_index: int | None = None
 
-    def _continue(self) -> None:
+    def _continue(self, vcodec: str | None) -> str:
+        """Load the dataset to append to; returns the video codec to record with (its own)."""
         ds = LeRobotDataset(self.root)
         if ds.version != V21:
             raise DatasetError(f"{self.root}: LeRobot {ds.version}; recording appends to v2.1")
@@ -85,6 +99,19 @@ class EpisodeRecorder:
         self._tasks = dict(ds.tasks)
         self._episodes = [ds.episodes[e] for e in sorted(ds.episodes)]
         self._stats = dict(ds.episodes_stats)
+        codecs = {(ds.features[k].get("info") or {}).get("video.codec") for k in want}
+        if not codecs:
+            return resolve_video_codec(vcodec)
+        have = sorted(str(c) for c in codecs)
+        if len(have) > 1 or (vcodec is not None and resolve_video_codec(vcodec) != have[0]):
+            raise DatasetError(
+                f"{self.root}/meta/info.json: the videos are {', '.join(have)}; appending "
+                f"keeps the dataset's codec (leave out the codec option, or record a new dataset)"
+            )
+        try:
+            return resolve_video_codec(have[0])
+        except DatasetError as e:
+            raise DatasetError(f"{self.root}/meta/info.json: cannot append: {e}") from None
 
     @property
     def total_frames(self) -> int:
@@ -101,6 +128,7 @@ class EpisodeRecorder:
                 self.fps,
                 w,
                 h,
+                codec=self.vcodec,
             )
             for key, (h, w) in self.cameras.items()
         }
@@ -166,7 +194,7 @@ class EpisodeRecorder:
         self._episodes.append({"episode_index": ep, "tasks": [self.task], "length": n})
         if self.info is None:
             videos = {
-                k: video_feature(h, w, self.fps, VIDEO_CODEC) for k, (h, w) in self.cameras.items()
+                k: video_feature(h, w, self.fps, self.vcodec) for k, (h, w) in self.cameras.items()
             }
             features = features_of(table, videos)
             features["observation.state"] = features["action"] = dict(self._vector)
