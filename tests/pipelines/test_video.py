@@ -282,3 +282,30 @@ def test_inspect_decodes_the_first_frame_of_every_camera(tmp_path, capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if "CANNOT" in line]
     assert len(lines) == 1 and lines[0].startswith(f"  {CAMERA}: av1 video, CANNOT be decoded")
     assert "episode_000000.mp4" in lines[0] and "PyAV cannot open this video" in lines[0]
+
+
+def test_recorder_writes_its_codec_and_appending_keeps_the_datasets(tmp_path):
+    root = tmp_path / "rec"
+    cams = {CAMERA: (64, 64)}
+
+    def record(vcodec=None):
+        rec = dsl.EpisodeRecorder(
+            root, fps=10, task="t", joint_names=["a", "b"], cameras=cams, vcodec=vcodec
+        )
+        rec.begin()
+        for f in _frames(3):
+            rec.add(np.zeros(2), np.zeros(2), {CAMERA: f})
+        rec.save(success=True)
+        return rec
+
+    assert record("mpeg4").vcodec == "mpeg4"
+    assert record().vcodec == "mpeg4"  # appending: the dataset's codec
+    ds = LeRobotDataset(root)
+    assert ds.features[CAMERA]["info"]["video.codec"] == "mpeg4"
+    assert [dsl.probe_video(ds.video_file(e, CAMERA)).codec for e in (0, 1)] == ["mpeg4"] * 2
+    with pytest.raises(DatasetError, match="the videos are mpeg4; appending keeps"):
+        record("av1")
+    with pytest.raises(DatasetError, match="63x64: av1 in yuv420p needs an even"):
+        dsl.EpisodeRecorder(
+            tmp_path / "odd", fps=10, task="t", joint_names=["a"], cameras={CAMERA: (64, 63)}
+        )
