@@ -186,6 +186,9 @@ class VideoWriter:
             )
             stream.width, stream.height = self._size
             stream.pix_fmt = PIX_FMT
+            # open the encoder now, not on the first frame: SVT-AV1 takes ~10 ms to start, which
+            # would land in a recording loop's first tick
+            stream.codec_context.open()
             self._stream = stream
             self._time_base = 1 / rate
         except (av.FFmpegError, ValueError, OSError) as e:
