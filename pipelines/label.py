@@ -45,7 +45,7 @@ from pipelines.dataset import (
     write_meta,
     write_parquet,
 )
-from pipelines.tracking import TrackingError
+from pipelines.tracking import TrackingError, check_tracking_uri
 
 INTERVENTION_COLUMN = "complementary_info.is_intervention"
 
@@ -507,6 +507,8 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
     """Label a dataset (see the module docstring); DatasetError for anything wrong with it."""
     t0 = time.time()
     cfg.validate()
+    if cfg.mlflow and not cfg.dry_run:
+        check_tracking_uri()
     ds = LeRobotDataset(cfg.dataset)
     if ds.version != V21:
         raise DatasetError(
@@ -814,7 +816,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel label") -> int
     )
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError) as e:
+    except (DatasetError, ClusterError, TrackingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     if not cfg.dry_run:
