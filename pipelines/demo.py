@@ -21,6 +21,7 @@ import numpy as np
 from pipelines import estimate, label, synth, train_estimator
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.tracking import TrackingError, check_tracking_uri
 
 
 def positive_share(dataset: Path, episodes: list[dict]) -> dict[str, float]:
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     out = Path(args.out)
     dataset = out / "dataset"
     try:
+        if not args.no_mlflow:
+            check_tracking_uri()
         for old in (dataset, out / "runs"):  # the demo's own output from an earlier run
             if old.exists():
                 shutil.rmtree(old)
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             out=lambda *a: None,
         )
         estimated = _labels(dataset, est.out_dir.name)
-    except (DatasetError, ClusterError) as e:
+    except (DatasetError, ClusterError, TrackingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     from pipelines.estimator_data import split_episodes

@@ -197,7 +197,8 @@ class EstimateResult:
 
 def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     t0 = time.time()
-    from pipelines.train_estimator import CHECKPOINT_META, check_dataset
+    from pipelines.train_estimator import KIND, check_dataset
+    from pipelines.training import read_meta
 
     for name, value, low in (
         ("--batch-size", cfg.batch_size, 1),
@@ -207,11 +208,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
     ckpt = Path(cfg.checkpoint)
-    if not (ckpt / CHECKPOINT_META).exists():
-        raise DatasetError(f"{ckpt}: not an estimator checkpoint (no {CHECKPOINT_META})")
-    import json
-
-    meta = json.loads((ckpt / CHECKPOINT_META).read_text())
+    meta = read_meta(ckpt, KIND)
     model = meta["model"]
     ds = LeRobotDataset(cfg.dataset)
     episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
@@ -331,9 +328,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel estimate") -> 
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:
-        from pipelines.train_estimator import _dataset_error
+        from pipelines.training import dataset_error
 
-        cause = _dataset_error(e)
+        cause = dataset_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

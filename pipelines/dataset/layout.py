@@ -27,11 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.dataset.atomic import (
-    atomic_open,
-    atomic_write_json,
-    atomic_write_jsonl,
-)
+from pipelines.dataset.atomic import commit_staged, stage_json, stage_jsonl, staging
 from pipelines.dataset.errors import DatasetError, one_line
 from pipelines.dataset.tables import read_columns
 from pipelines.dataset.video import iter_video_frames
@@ -456,56 +452,58 @@ def new_info(
     }
 
 
-def write_meta(
+def stage_meta(
     root: str | os.PathLike,
     *,
     info: dict,
     tasks: dict[int, str] | None = None,
     episodes: Sequence[dict] | None = None,
     episodes_stats: dict[int, dict] | None = None,
-) -> None:
-    """Write v2.1 metadata files, each atomically; info.json last (it is what readers open first).
+) -> list[tuple[Path, Path]]:
+    """Stage v2.1 metadata files; returns (temporary, target) pairs, info.json last.
 
-    Only the parts given are written, so a job that changes tasks and episodes leaves
+    Only the parts given are staged, so a job that changes tasks and episodes leaves
     episodes_stats.jsonl alone unless it passes it.
     """
     meta = Path(root) / "meta"
+    staged = []
     if tasks is not None:
-        atomic_write_jsonl(
-            meta / "tasks.jsonl",
-            ({"task_index": i, "task": t} for i, t in sorted(tasks.items())),
-        )
+        rows = ({"task_index": i, "task": t} for i, t in sorted(tasks.items()))
+        staged.append((stage_jsonl(meta / "tasks.jsonl", rows), meta / "tasks.jsonl"))
     if episodes is not None:
-        atomic_write_jsonl(
-            meta / "episodes.jsonl", sorted(episodes, key=lambda e: e["episode_index"])
-        )
+        rows = sorted(episodes, key=lambda e: e["episode_index"])
+        staged.append((stage_jsonl(meta / "episodes.jsonl", rows), meta / "episodes.jsonl"))
     if episodes_stats is not None:
-        atomic_write_jsonl(
-            meta / "episodes_stats.jsonl",
-            ({"episode_index": i, "stats": s} for i, s in sorted(episodes_stats.items())),
-        )
-    atomic_write_json(meta / "info.json", info)
+        rows = ({"episode_index": i, "stats": s} for i, s in sorted(episodes_stats.items()))
+        path = meta / "episodes_stats.jsonl"
+        staged.append((stage_jsonl(path, rows), path))
+    staged.append((stage_json(meta / "info.json", info), meta / "info.json"))
+    return staged
+
+
+def write_meta(root: str | os.PathLike, **parts) -> None:
+    """Write v2.1 metadata files (`stage_meta`'s parts) as one commit."""
+    commit_staged(root, stage_meta(root, **parts))
 
 
 _EPISODE_INDEX_RE = re.compile(r'^\{"episode_index":\s*(-?\d+)')
 
 
-def update_episode_stats(
+def stage_episode_stats(
     root: str | os.PathLike, feature: str, per_episode: dict[int, dict]
-) -> int:
-    """Replace one feature's stats in v2.1 meta/episodes_stats.jsonl, episode by episode.
+) -> tuple[Path, Path] | None:
+    """Stage v2.1 meta/episodes_stats.jsonl with one feature's stats replaced, per episode.
 
     The file holds stats of every feature (megabytes for thousands of episodes); lines are
     rewritten textually where the feature's flat stats object can be swapped in place, and
     parsed otherwise. Episodes without a line, or whose line lacks the feature, are left as
-    they are. Written atomically; returns how many episodes were updated.
+    they are. Returns the (temporary, target) pair, or None when the file does not exist.
     """
     path = Path(root) / "meta" / "episodes_stats.jsonl"
     if not path.exists():
-        return 0
+        return None
     pattern = re.compile(r'("' + re.escape(feature) + r'":\s*)\{[^{}]*\}')
-    updated = 0
-    with open(path, encoding="utf-8") as f, atomic_open(path) as out:
+    with open(path, encoding="utf-8") as f, staging(path) as (out, tmp):
         for line in f:
             m = _EPISODE_INDEX_RE.match(line)
             ep = int(m.group(1)) if m else None
@@ -523,7 +521,5 @@ def update_episode_stats(
                     if feature in row.get("stats", {}):
                         row["stats"][feature] = new
                         line = json.dumps(row) + "\n"
-                        n = 1
-                updated += n
             out.write(line if line.endswith("\n") else line + "\n")
-    return updated
+    return tmp, path

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import estimate, estimator_data, label, synth, train_estimator
+from pipelines import estimate, estimator_data, label, synth, train_estimator, training
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns, write_parquet
 from pipelines.estimator_data import (
     EpisodeFrames,
@@ -204,7 +204,7 @@ def test_estimate_reads_cameras_stored_in_parquet(tmp_path, ray_cluster):
     ckpt.mkdir()
     torch.manual_seed(0)
     model = AdvantageEstimator(cfg)
-    torch.save({"model": model.state_dict(), "step": 7}, ckpt / train_estimator.CHECKPOINT_STATE)
+    torch.save({"model": model.state_dict(), "step": 7}, ckpt / training.CHECKPOINT_STATE)
     meta = {"step": 7, "variant": "pi06", "model": cfg.to_dict()}
     (ckpt / train_estimator.CHECKPOINT_META).write_text(json.dumps(meta))
     out = estimate.run(estimate.EstimateConfig(str(root), str(ckpt), batch_size=4))
@@ -248,7 +248,11 @@ def _worker_pids():
     return pids
 
 
-def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mlflow_uri, capsys):
+def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, monkeypatch, capsys):
+    # a file store, which MLflow refuses unless allowed: the job allows it in its Ray workers
+    mlflow_uri = f"file://{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")
     cfg = dict(
         dataset=str(tiny),
         workers=1,
@@ -400,5 +404,5 @@ def test_a_dataset_error_on_a_worker_is_found_in_ray_trains_error():
     wrapped = RuntimeError("task failed")
     wrapped.cause = train_estimator.DatasetError("data/x.parquet: missing column 'state'")
     err = WorkerGroupError("rank 1 failed", {0: RuntimeError("other"), 1: wrapped})
-    assert str(train_estimator._dataset_error(err)) == "data/x.parquet: missing column 'state'"
-    assert train_estimator._dataset_error(WorkerGroupError("x", {0: ValueError()})) is None
+    assert str(training.dataset_error(err)) == "data/x.parquet: missing column 'state'"
+    assert training.dataset_error(WorkerGroupError("x", {0: ValueError()})) is None
