@@ -70,7 +70,7 @@ class ImageStats:
         import cv2
 
         for c in range(3):
-            self._hist[c] += cv2.calcHist([rgb], [c], None, [256], [0, 256]).ravel()
+            self._hist[c] += cv2.calcHist([rgb], [c], None, [256], [0, 256]).reshape(256)
         self.frames += 1
 
     def result(self) -> dict:

@@ -158,7 +158,9 @@ def test_dataset_reads_back_and_is_deterministic(tmp_path):
             assert (np.array(t["data_type"].to_pylist()) == "intervention").tolist() == (
                 interv.tolist()
             )
-        assert ds.episodes_stats[ep]["observation.images.front"]["count"] == [n * 48 * 48]
+        assert ds.episodes_stats[ep]["observation.images.front"]["count"] == [
+            n
+        ]  # frames, as LeRobot counts
     assert index == list(range(a.frames))
 
     # same seed: identical parquet and identical decoded frames
