@@ -29,7 +29,7 @@ from actors.feetech.calibration import (
     set_half_turn_homings,
 )
 from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError, default_codec_note, resolve_video_codec
+from pipelines.dataset import V21, V30, DatasetError, default_codec_note, resolve_video_codec
 
 CAMERA_PREFIX = "observation.images."
 
@@ -210,6 +210,8 @@ def teleop(args) -> int:
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
     camera_specs = _camera_specs(args.camera)
     try:
+        if args.format not in (None, V21, V30):
+            raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
         vcodec = None if args.vcodec is None else resolve_video_codec(args.vcodec)
     except DatasetError as e:
         raise RobotError(f"--vcodec: {e}") from None
@@ -260,6 +262,7 @@ def teleop(args) -> int:
             joint_names=JOINTS,
             cameras=sizes,
             vcodec=vcodec,
+            version=args.format,
         )
 
         def new_episode():
@@ -410,6 +413,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or "
         "mpeg4; appending keeps the dataset's",
+    )
+    q.add_argument(
+        "--format",
+        default=None,
+        help="LeRobot layout of a new dataset: v2.1 (default) or v3.0; appending keeps the "
+        "dataset's",
     )
     q.add_argument("--ray-address", default=None)
     common(q, arm=False)
