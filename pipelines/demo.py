@@ -21,6 +21,7 @@ import numpy as np
 from pipelines import estimate, label, synth, train_estimator
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.tracking import TrackingError, check_tracking_uri
 
 
 def positive_share(dataset: Path, episodes: list[dict]) -> dict[str, float]:
@@ -45,6 +46,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     out = Path(args.out)
     dataset = out / "dataset"
     try:
+        if not args.no_mlflow:
+            check_tracking_uri()
         for old in (dataset, out / "runs"):  # the demo's own output from an earlier run
             if old.exists():
                 shutil.rmtree(old)
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             out=lambda *a: None,
         )
         estimated = _labels(dataset, est.out_dir.name)
-    except (DatasetError, ClusterError) as e:
+    except (DatasetError, ClusterError, TrackingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     from pipelines.estimator_data import split_episodes
@@ -143,13 +146,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
 
 
 def _labels(dataset: Path, data_dir: str) -> dict[int, np.ndarray]:
-    from pipelines.dataset import episode_data_path, read_columns
-
     ds = LeRobotDataset(dataset)
     return {
-        e: read_columns(episode_data_path(dataset, e, data_dir, ds.chunks_size), ["task_index"])[
-            "task_index"
-        ].to_numpy()
+        e: ds.read_episode(e, ["task_index"], data_dir)["task_index"].to_numpy()
         for e in ds.episode_indices
     }
 

@@ -4,6 +4,12 @@ The tracking store is MLFLOW_TRACKING_URI, by default a SQLite store `mlflow.db`
 directory (artifacts beside it in `mlartifacts/`). Look at runs with
 `mlflow ui --backend-store-uri sqlite:///mlflow.db`.
 
+Every job calls `check_tracking_uri` before any work, so a store MLflow cannot use is a
+one-line error naming it, not a traceback from inside a Ray worker minutes later. A `file:`
+store (or a plain folder path) is accepted with a one-line warning: MLflow 3.17 refuses file
+stores unless MLFLOW_ALLOW_FILE_STORE=true, which `allow_store` sets for the run, in the driver
+and, through the job's config, in the Ray workers that log.
+
 `TrackedRun` talks to MLflow from a helper process started when the job starts: importing
 MLflow, opening (or migrating) the store and rendering figures take a few CPU-seconds, which
 then overlap the job instead of holding the driver's interpreter while it schedules Ray work.
@@ -14,10 +20,13 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import socket
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 
 def tracking_uri() -> str:
@@ -26,6 +35,92 @@ def tracking_uri() -> str:
 
 class TrackingError(RuntimeError):
     pass
+
+
+_SUGGEST = f"use e.g. MLFLOW_TRACKING_URI=sqlite:///{Path.cwd() / 'mlflow.db'}"
+# Database stores MLflow opens through SQLAlchemy, and hosted ones: accepted as given.
+_DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
+
+
+def _file_store_path(uri: str) -> Path | None:
+    """The folder of a file store (`file:` URI or a plain path), else None."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" or (len(parsed.scheme) == 1 and uri[1:3] in (":\\", ":/")):
+        return Path(uri)  # a plain path (or a Windows drive letter)
+    return None
+
+
+def allow_store(uri: str) -> None:
+    """Let MLflow open a file store in this process (MLflow 3.17 refuses them by default)."""
+    if _file_store_path(uri) is not None:
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+
+
+def check_tracking_uri(uri: str | None = None, warn=None) -> str:
+    """Check the tracking store before a job does any work; returns the URI.
+
+    A TrackingError (one line, naming the URI and suggesting a SQLite store) for a store MLflow
+    could not use; a warning for a file store, which is then allowed for this run.
+    """
+    uri = uri or tracking_uri()
+
+    def bad(why: str) -> TrackingError:
+        return TrackingError(f"MLflow tracking URI {uri!r}: {why}; {_SUGGEST}")
+
+    folder = _file_store_path(uri)
+    if folder is not None:
+        parent = folder if folder.exists() else folder.parent
+        if folder.exists() and not folder.is_dir():
+            raise bad("a file store must be a folder, and this is a file")
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise bad(f"folder {parent} does not exist or is not writable")
+        allow_store(uri)
+        (warn or _warn)(
+            f"warning: MLflow tracking URI {uri!r} is a file store, which MLflow 3.17 refuses "
+            "unless MLFLOW_ALLOW_FILE_STORE=true: allowed for this run (a SQLite store, "
+            "sqlite:///<path>/mlflow.db, needs no such setting)"
+        )
+        return uri
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+            raise bad("a SQLite store needs a file path, sqlite:///<path>/mlflow.db")
+        if uri in ("sqlite:///:memory:",):
+            raise bad("an in-memory store keeps nothing")
+        db = Path(unquote(uri[len("sqlite:///") :]))
+        if not db.is_absolute():
+            db = Path.cwd() / db
+        if db.exists():
+            if not db.is_file():
+                raise bad(f"{db} is not a file")
+            with open(db, "rb") as f:
+                head = f.read(16)
+            if head and head != b"SQLite format 3\x00":
+                raise bad(f"{db} is not a SQLite database")
+            if not os.access(db, os.W_OK):
+                raise bad(f"{db} is not writable")
+        elif not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise bad(f"folder {db.parent} does not exist or is not writable")
+        return uri
+    if parsed.scheme in ("http", "https"):
+        if not parsed.hostname:
+            raise bad("no host")
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parsed.hostname, port), timeout=5):
+                pass
+        except OSError as e:
+            raise bad(f"no tracking server answers at {parsed.hostname}:{port} ({e})") from None
+        return uri
+    if parsed.scheme.split("+")[0] in _DATABASE_SCHEMES:
+        return uri
+    raise bad(f"unknown scheme {parsed.scheme!r}")
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 class TrackedRun:
@@ -39,6 +134,7 @@ class TrackedRun:
     def __init__(self, experiment: str):
         self.experiment = experiment
         self.uri = tracking_uri()
+        allow_store(self.uri)
         self.run_id: str | None = None
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()

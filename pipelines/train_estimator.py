@@ -21,8 +21,6 @@ Also `python -m pipelines.train_estimator` (for `ray job submit`).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
 import tempfile
@@ -36,9 +34,20 @@ import numpy as np
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
 from pipelines.estimator_model import VARIANTS, EstimatorConfig
+from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.training import (
+    check_resume,
+    dataset_error,
+    fit,
+    learning_rate,
+    load_state,
+    meta_name,
+    read_meta,
+    write_checkpoint,
+)
 
-CHECKPOINT_STATE = "state.pt"
-CHECKPOINT_META = "estimator.json"
+KIND = "estimator"
+CHECKPOINT_META = meta_name(KIND)
 
 
 @dataclass
@@ -115,19 +124,6 @@ def progress_figure(predicted: np.ndarray, true: np.ndarray, spearman: float, st
     return fig
 
 
-def learning_rate(step: int, steps: int, peak: float) -> float:
-    """Linear warm-up over the first 5 % of the steps, then cosine decay to 0.
-
-    A function of the step (not a scheduler's state), so a run resumed with more `--steps`
-    simply continues on the longer schedule.
-    """
-    warm = max(1, steps // 20)
-    if step < warm:
-        return peak * (step + 1) / warm
-    t = min(1.0, (step - warm) / max(1, steps - warm))
-    return peak * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
 def train_loop(config: dict) -> None:
     """Ray Train worker: DDP training on this worker's episode shard (module docstring)."""
     import ray.train
@@ -160,7 +156,7 @@ def train_loop(config: dict) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
-            state = torch.load(Path(d) / CHECKPOINT_STATE, map_location=device)
+            state = load_state(d, device)
         plain.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -175,6 +171,9 @@ def train_loop(config: dict) -> None:
     if config["mlflow_uri"]:
         from ray.air.integrations.mlflow import setup_mlflow
 
+        from pipelines.tracking import allow_store
+
+        allow_store(config["mlflow_uri"])
         mlflow = setup_mlflow(
             {k: v for k, v in config.items() if k not in ("train_episodes", "held_episodes")},
             tracking_uri=config["mlflow_uri"],
@@ -222,10 +221,7 @@ def train_loop(config: dict) -> None:
             mlflow.log_metrics(metrics, step=done)
         if rank == 0:
             with tempfile.TemporaryDirectory() as d:
-                torch.save(
-                    {"model": plain.state_dict(), "optimizer": opt.state_dict(), "step": done},
-                    Path(d) / CHECKPOINT_STATE,
-                )
+                state = {"model": plain.state_dict(), "optimizer": opt.state_dict(), "step": done}
                 meta = {
                     "step": done,
                     "variant": mcfg.variant,
@@ -233,7 +229,7 @@ def train_loop(config: dict) -> None:
                     "dataset": config["dataset"],
                     "metrics": metrics,
                 }
-                (Path(d) / CHECKPOINT_META).write_text(json.dumps(meta, indent=2))
+                write_checkpoint(d, KIND, state, meta)
                 ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
         else:
             ray.train.report(metrics)
@@ -246,19 +242,13 @@ def train_loop(config: dict) -> None:
 
 def load_checkpoint(path: str | os.PathLike):
     """(model in eval mode, its EstimatorConfig, step) from a checkpoint directory."""
-    import torch
 
     from pipelines.estimator_model import AdvantageEstimator
 
-    path = Path(path)
-    meta_path = path / CHECKPOINT_META
-    if not meta_path.exists():
-        raise DatasetError(f"{path}: not an estimator checkpoint (no {CHECKPOINT_META})")
-    meta = json.loads(meta_path.read_text())
+    meta = read_meta(path, KIND)
     mcfg = EstimatorConfig(**meta["model"])
     model = AdvantageEstimator(mcfg)
-    state = torch.load(path / CHECKPOINT_STATE, map_location="cpu")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(load_state(path)["model"])
     model.eval()
     return model, mcfg, int(meta["step"])
 
@@ -291,7 +281,7 @@ def check_dataset(
         for col in columns:
             if col not in names:
                 raise DatasetError(f"{ds.relative(path)}: missing column {col!r}")
-    for key in cameras:  # fail fast on a codec OpenCV cannot decode
+    for key in cameras:  # fail fast on a video this machine cannot decode
         next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
     return cameras
 
@@ -326,6 +316,7 @@ def run(cfg: TrainConfig) -> TrainResult:
         raise DatasetError(f"--max-failures {cfg.max_failures}: -1 (no limit) or more")
     if not 0 <= cfg.holdout < 1:
         raise DatasetError(f"--holdout {cfg.holdout}: a share of the episodes in [0, 1)")
+    mlflow_uri = check_tracking_uri() if cfg.mlflow else None
     ds = LeRobotDataset(cfg.dataset)
     episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices
     cameras = check_dataset(ds, episodes)
@@ -340,28 +331,13 @@ def run(cfg: TrainConfig) -> TrainResult:
         encoder=cfg.encoder,
         state_dim=int(ds.features["observation.state"]["shape"][0]),
     )
-    previous = latest_checkpoint(Path(cfg.storage) / cfg.run_name)
-    if previous is not None:  # the run exists: it resumes, so it must be the same model
-        meta, wanted = json.loads((previous / CHECKPOINT_META).read_text()), model.to_dict()
-        differ = [
-            f"{k} {v!r} (this command: {wanted.get(k)!r})"
-            for k, v in meta["model"].items()
-            if wanted.get(k) != v
-        ]
-        if differ:
-            raise DatasetError(
-                f"{previous.parent}: run {cfg.run_name!r} trains another model: "
-                f"{'; '.join(differ)}; choose another --name"
-            )
-        if meta["step"] >= cfg.steps:  # finished: nothing to train
-            metrics = {**meta["metrics"], "resumed_from": meta["step"]}
-            return TrainResult(str(previous), meta["step"], metrics, time.time() - t0)
+    # the run exists: it resumes, so it must be the same model
+    previous = check_resume(Path(cfg.storage) / cfg.run_name, KIND, model.to_dict(), cfg.run_name)
+    if previous is not None and previous["step"] >= cfg.steps:  # finished: nothing to train
+        metrics = {**previous["metrics"], "resumed_from": previous["step"]}
+        return TrainResult(previous["path"], previous["step"], metrics, time.time() - t0)
 
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from pipelines.cluster import cluster_cpus, connect, require
-    from pipelines.tracking import tracking_uri
+    from pipelines.cluster import cluster_cpus, connect
 
     connect(cfg.ray_address)
     cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // max(cfg.workers, 1))
@@ -373,48 +349,24 @@ def run(cfg: TrainConfig) -> TrainResult:
         "train_episodes": train,
         "held_episodes": held,
         "run_name": cfg.run_name,
-        "mlflow_uri": tracking_uri() if cfg.mlflow else None,
+        "mlflow_uri": mlflow_uri,
     }
-    resources = {"CPU": cpus}
-    asked = f"--workers {cfg.workers} x --cpus-per-worker {cpus}"
-    require("CPU", cfg.workers * cpus, asked)
-    if cfg.gpus_per_worker:
-        resources["GPU"] = cfg.gpus_per_worker
-        asked = f"--workers {cfg.workers} x --gpus-per-worker {cfg.gpus_per_worker:g}"
-        require("GPU", cfg.workers * cfg.gpus_per_worker, asked)
-    trainer = TorchTrainer(
+    result = fit(
         train_loop,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(
-            num_workers=cfg.workers, use_gpu=cfg.gpus_per_worker > 0, resources_per_worker=resources
-        ),
-        run_config=RunConfig(
-            name=cfg.run_name,
-            storage_path=str(Path(cfg.storage).resolve()),
-            failure_config=FailureConfig(max_failures=cfg.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
-        ),
+        loop_config,
+        workers=cfg.workers,
+        cpus_per_worker=cpus,
+        gpus_per_worker=cfg.gpus_per_worker,
+        name=cfg.run_name,
+        storage=cfg.storage,
+        max_failures=cfg.max_failures,
     )
-    result = trainer.fit()
     if result.checkpoint is None:
         raise DatasetError(f"{cfg.storage}/{cfg.run_name}: training ended without a checkpoint")
-    meta = json.loads((Path(result.checkpoint.path) / CHECKPOINT_META).read_text())
+    meta = read_meta(result.checkpoint.path, KIND)
     return TrainResult(
         result.checkpoint.path, meta["step"], result.metrics or meta["metrics"], time.time() - t0
     )
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The run's checkpoint with the most steps (the one a rerun resumes from), if any."""
-    best, best_step = None, -1
-    for meta in sorted(run_dir.glob(f"checkpoint_*/{CHECKPOINT_META}")):
-        try:
-            step = int(json.loads(meta.read_text())["step"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        if step >= best_step:
-            best, best_step = meta.parent, step
-    return best
 
 
 def _split(episodes, cfg):
@@ -457,11 +409,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
     )
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError) as e:
+    except (DatasetError, ClusterError, TrackingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # a failure inside the workers: name it in one line
-        cause = _dataset_error(e)
+        cause = dataset_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)
@@ -478,20 +430,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
     )
     print(f"Checkpoint: {result.checkpoint}")
     return 0
-
-
-def _dataset_error(e: BaseException) -> DatasetError | None:
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, DatasetError):
-            return e
-        for failure in (getattr(e, "worker_failures", None) or {}).values():  # Ray Train's
-            found = _dataset_error(failure)
-            if found is not None:
-                return found
-        e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
-    return None
 
 
 if __name__ == "__main__":
