@@ -2,9 +2,10 @@
 
 The cluster is this module's own: free ports, a temporary --temp-dir, token authentication with
 a token made here (RAY_AUTH_MODE=token and RAY_AUTH_TOKEN for the head and for the CLI, so
-~/.ray/auth_token is neither read nor written). It is torn down by signalling its own process
-group and the job drivers Ray started in sessions of their own: `ray stop` (Ray 2.60) stops
-every Ray process on the machine, the tests' session cluster and any other cluster with them.
+~/.ray/auth_token is neither read nor written). It is torn down by killing its own process
+group and the job drivers Ray started in sessions of their own, found by its temp dir: `ray
+stop` (Ray 2.60 has no option to pick a cluster) would stop every Ray process on the machine,
+the tests' session cluster and any other cluster with them.
 
 Deselect with `-m "not ray_job_submit"`.
 """
@@ -79,13 +80,16 @@ def _processes_of(temp_dir: str, pgid: int) -> list[int]:
 
 
 def _stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 30)):
-        for pid in _processes_of(temp_dir, head.pid):
+    """SIGKILL, as `ray stop --force` does, to this cluster's processes only."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        pids = _processes_of(temp_dir, head.pid)
+        if not pids:
+            break
+        for pid in pids:
             with contextlib.suppress(OSError):
-                os.kill(pid, sig)
-        deadline = time.time() + wait_s
-        while time.time() < deadline and _processes_of(temp_dir, head.pid):
-            time.sleep(0.2)
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
     head.wait(timeout=30)
 
 
@@ -159,8 +163,12 @@ def job_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _submit(address: str, env: dict, submission_id: str, entrypoint: str, mlflow_uri: str):
-    """`ray job submit` as a user types it; the CLI follows the job's logs until it ends."""
+def _submit(address: str, env: dict, submission_id: str, entrypoint: str, mlflow_uri: str, log):
+    """`ray job submit` as a user types it; the CLI follows the job's logs until it ends.
+
+    Its output goes to a file: a pipe nobody reads while another job is awaited could fill up
+    and stall the CLI's log tailing.
+    """
     return subprocess.Popen(
         [
             str(RAY),
@@ -179,9 +187,8 @@ def _submit(address: str, env: dict, submission_id: str, entrypoint: str, mlflow
         ],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
 
 
@@ -204,31 +211,20 @@ def test_label_and_training_jobs_through_ray_job_submit(job_cluster, camera_data
     mlflow_uri = f"sqlite:///{out / 'mlflow.db'}"
     progress = make_progress_dataset(tmp_path / "progress", episodes=8, seed=3, stage_nums=2)
     tag = secrets.token_hex(4)
-    jobs = {
-        "label": _submit(
-            address,
-            env,
-            f"fw-label-{tag}",
-            f"pipelines.label {progress} --stage-nums 2 --threshold 30",
-            mlflow_uri,
-        ),
-        "train": _submit(
-            address,
-            env,
-            f"fw-train-{tag}",
-            TRAIN_JOB.format(dataset=camera_dataset, out=out),
-            mlflow_uri,
-        ),
+    entrypoints = {
+        "label": f"pipelines.label {progress} --stage-nums 2 --threshold 30",
+        "train": TRAIN_JOB.format(dataset=camera_dataset, out=out),
         # an output inside the job's temporary working directory is refused before any work
-        "scratch": _submit(
-            address, env, f"fw-scratch-{tag}", "pipelines.synth rel-out --episodes 1", mlflow_uri
-        ),
+        "scratch": "pipelines.synth rel-out --episodes 1",
     }
-    logs = {}
+    jobs = {}
+    for name, entrypoint in entrypoints.items():
+        with open(tmp_path / f"{name}.log", "w") as log:
+            jobs[name] = _submit(address, env, f"fw-{name}-{tag}", entrypoint, mlflow_uri, log)
     deadline = time.time() + DEADLINE_S
     try:
-        for name, proc in jobs.items():
-            logs[name] = proc.communicate(timeout=max(1.0, deadline - time.time()))[0]
+        for proc in jobs.values():
+            proc.wait(timeout=max(1.0, deadline - time.time()))
     except subprocess.TimeoutExpired:
         for name, proc in jobs.items():
             subprocess.run(
@@ -238,7 +234,9 @@ def test_label_and_training_jobs_through_ray_job_submit(job_cluster, camera_data
                 timeout=120,
             )
             proc.kill()
+            proc.wait()
         pytest.fail(f"the jobs did not finish within {DEADLINE_S} s")
+    logs = {name: (tmp_path / f"{name}.log").read_text(errors="replace") for name in jobs}
 
     assert jobs["label"].returncode == 0, logs["label"][-3000:]
     assert f"Job 'fw-label-{tag}' succeeded" in logs["label"]
