@@ -42,8 +42,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
         return ray.cluster_resources()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"log_to_driver": False, "logging_level": logging.ERROR}
-    # The driver of a submitted job has the job's runtime environment already (RAY_JOB_ID is
-    # set in workers, not in that driver).
+    # The driver of a `ray job submit` job runs in the job's runtime environment already: Ray
+    # sets RAY_JOB_CONFIG_JSON_ENV_VAR for it (not RAY_JOB_ID), so nothing is shipped again.
     in_job = os.environ.get("RAY_JOB_ID") or os.environ.get(_JOB_CONFIG_VAR)
     if address and not in_job:
         root = Path(__file__).resolve().parent.parent
