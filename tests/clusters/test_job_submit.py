@@ -67,6 +67,8 @@ def _processes_of(temp_dir: str, pgid: int) -> list[int]:
             continue
         pid = int(entry.name)
         try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # already dead, waiting to be reaped
             if os.getpgid(pid) == pgid:
                 found.append(pid)
                 continue
@@ -89,6 +91,7 @@ def _stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+        head.poll()  # reaps `ray start` once it is dead
         time.sleep(0.2)
     head.wait(timeout=30)
 
