@@ -7,7 +7,9 @@ group and the job drivers Ray started in sessions of their own, found by its tem
 stop` (Ray 2.60 has no option to pick a cluster) would stop every Ray process on the machine,
 the tests' session cluster and any other cluster with them.
 
-Deselect with `-m "not ray_job_submit"`.
+The jobs, all through the CLI: synth, then the training job on its dataset, with label and a
+job whose output would land in its temporary working directory (refused) beside them. The test
+needs no other Ray cluster (not even the session one). Deselect with `-m "not ray_job_submit"`.
 """
 
 from __future__ import annotations
@@ -195,50 +197,49 @@ def _submit(address: str, env: dict, submission_id: str, entrypoint: str, mlflow
     )
 
 
-@pytest.fixture(scope="module")
-def camera_dataset(tmp_path_factory, ray_cluster):
-    from pipelines import synth
-
-    root = tmp_path_factory.mktemp("jobs-synth") / "ds"
-    synth.run(
-        synth.SynthConfig(out=str(root), episodes=4, seed=2, image_size=32, mix="expert=1"),
-        out=lambda *a: None,
-    )
-    return root
-
-
-def test_label_and_training_jobs_through_ray_job_submit(job_cluster, camera_dataset, tmp_path):
+def test_label_and_training_jobs_through_ray_job_submit(job_cluster, tmp_path):
+    """synth, then the training job on its dataset; label and a refused job beside them."""
     address, env = job_cluster
     out = tmp_path / "out"
     out.mkdir()
     mlflow_uri = f"sqlite:///{out / 'mlflow.db'}"
     progress = make_progress_dataset(tmp_path / "progress", episodes=8, seed=3, stage_nums=2)
+    camera = out / "camera"
     tag = secrets.token_hex(4)
-    entrypoints = {
-        "label": f"pipelines.label {progress} --stage-nums 2 --threshold 30",
-        "train": TRAIN_JOB.format(dataset=camera_dataset, out=out),
-        # an output inside the job's temporary working directory is refused before any work
-        "scratch": "pipelines.synth rel-out --episodes 1",
-    }
     jobs = {}
-    for name, entrypoint in entrypoints.items():
+
+    def submit(name: str, entrypoint: str) -> None:
         with open(tmp_path / f"{name}.log", "w") as log:
             jobs[name] = _submit(address, env, f"fw-{name}-{tag}", entrypoint, mlflow_uri, log)
+
+    def wait(names, deadline: float) -> None:
+        try:
+            for name in names:
+                jobs[name].wait(timeout=max(1.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            for name, proc in jobs.items():
+                subprocess.run(
+                    [str(RAY), "job", "stop", "--address", address, f"fw-{name}-{tag}"],
+                    env=env,
+                    capture_output=True,
+                    timeout=120,
+                )
+                proc.kill()
+                proc.wait()
+            pytest.fail(f"the jobs did not finish within {DEADLINE_S} s")
+
     deadline = time.time() + DEADLINE_S
-    try:
-        for proc in jobs.values():
-            proc.wait(timeout=max(1.0, deadline - time.time()))
-    except subprocess.TimeoutExpired:
-        for name, proc in jobs.items():
-            subprocess.run(
-                [str(RAY), "job", "stop", "--address", address, f"fw-{name}-{tag}"],
-                env=env,
-                capture_output=True,
-                timeout=120,
-            )
-            proc.kill()
-            proc.wait()
-        pytest.fail(f"the jobs did not finish within {DEADLINE_S} s")
+    synth = f"pipelines.synth {camera} --episodes 4 --seed 2 --image-size 32 --mix expert=1"
+    submit("synth", synth)
+    submit("label", f"pipelines.label {progress} --stage-nums 2 --threshold 30")
+    # an output inside the job's temporary working directory is refused before any work
+    submit("scratch", "pipelines.synth rel-out --episodes 1")
+    wait(["synth"], deadline)
+    logs = {"synth": (tmp_path / "synth.log").read_text(errors="replace")}
+    assert jobs["synth"].returncode == 0, logs["synth"][-3000:]
+    assert LeRobotDataset(camera).info["total_episodes"] == 4
+    submit("train", TRAIN_JOB.format(dataset=camera, out=out))
+    wait(list(jobs), deadline)
     logs = {name: (tmp_path / f"{name}.log").read_text(errors="replace") for name in jobs}
 
     assert jobs["label"].returncode == 0, logs["label"][-3000:]
