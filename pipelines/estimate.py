@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V30,
     DatasetError,
@@ -220,6 +220,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     ):
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
+    check_job_output(cfg.dataset, "dataset (written into)")
     ckpt = Path(cfg.checkpoint)
     meta = read_meta(ckpt, KIND)
     model = meta["model"]

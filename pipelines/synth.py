@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V21,
     V30,
@@ -352,6 +352,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
     """Synthesize the dataset (see the module docstring); DatasetError for bad options."""
     t0 = time.time()
     mix = cfg.validate()
+    check_job_output(cfg.out, "output dataset")
     plans = plan_episodes(cfg, mix)
     root = Path(cfg.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
