@@ -42,6 +42,7 @@ import base64
 import binascii
 import io
 import json
+import signal
 import socket
 import sys
 import time
@@ -134,7 +135,7 @@ class RewardClassifier:
         checkpoint: str,
         loader: Callable = load_reward_model,
         max_batch_size: int = 8,
-        batch_wait_timeout_s: float = 0.005,
+        batch_wait_timeout_s: float = 0.002,
         resize: bool = False,
         threads: int = 1,
     ):
@@ -152,7 +153,7 @@ class RewardClassifier:
         self.batch_sizes: Counter = Counter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)
     async def score_batch(self, frames: list[np.ndarray]) -> list[float]:
         self.batch_sizes[len(frames)] += 1
         loop = asyncio.get_running_loop()
@@ -225,7 +226,7 @@ class RewardAppConfig:
 
     checkpoint: str
     max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.005
+    batch_wait_timeout_s: float = 0.002
     max_ongoing_requests: int = 16
     max_queued_requests: int = 64
     num_replicas: int = 1
@@ -322,8 +323,21 @@ def reward_app(cfg: RewardAppConfig, loader: Callable = load_reward_model):
 
 
 def build_app(args: dict):
-    """Serve application builder (`import_path: serving.reward:build_app`)."""
-    return reward_app(RewardAppConfig.from_args(dict(args)))
+    """Serve application builder (`import_path: serving.reward:build_app`).
+
+    The args are checked, and the checkpoint is read, before anything is deployed: a
+    ValueError of one line naming what is wrong.
+    """
+    from pipelines.classifier.model import KIND
+    from pipelines.dataset import DatasetError
+    from pipelines.training import read_meta
+
+    cfg = RewardAppConfig.from_args(dict(args))
+    try:
+        read_meta(cfg.checkpoint, KIND)
+    except DatasetError as e:
+        raise ValueError(f"reward app args: checkpoint {e}") from None
+    return reward_app(cfg)
 
 
 # --------------------------------------------------------------------------- the command
@@ -340,7 +354,7 @@ class ServeConfig:
     min_replicas: int | None = None
     max_replicas: int | None = None
     max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.005
+    batch_wait_timeout_s: float = 0.002
     max_ongoing_requests: int = 16
     max_queued_requests: int = 64
     cpus_per_replica: float = 1.0
@@ -396,20 +410,29 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
     from pipelines.cluster import quiet
 
     quiet()
-    if not _serve_running() and not port_free(cfg.host, cfg.port):
+    running = _serve_http()
+    if running is None and not port_free(cfg.host, cfg.port):
         raise ValueError(f"--port {cfg.port}: {cfg.host}:{cfg.port} is already in use")
+    if running is not None and running != (cfg.host, cfg.port):
+        host, port = running
+        raise ValueError(
+            f"Serve already runs on this Ray cluster with HTTP on {host}:{port}; add the "
+            f"endpoint there with --host {host} --port {port}, or stop it (serve shutdown)"
+        )
     serve.start(http_options={"host": cfg.host, "port": cfg.port})
     return serve.run(reward_app(app_cfg, loader), name=cfg.name, route_prefix=cfg.route_prefix)
 
 
-def _serve_running() -> bool:
+def _serve_http() -> tuple[str, int] | None:
+    """(host, port) of the HTTP proxies of the Serve instance on the cluster, if one runs."""
     import ray
 
     try:
-        ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+        controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
     except ValueError:
-        return False
-    return True
+        return None
+    options = ray.get(controller.get_http_config.remote(), timeout=60)
+    return options.host, int(options.port)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -421,7 +444,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--min-replicas", type=int, default=None, help="autoscale from (with --max)")
     p.add_argument("--max-replicas", type=int, default=None, help="autoscale up to")
     p.add_argument("--max-batch-size", type=int, default=8)
-    p.add_argument("--batch-wait-timeout-s", type=float, default=0.005)
+    p.add_argument("--batch-wait-timeout-s", type=float, default=0.002)
     p.add_argument(
         "--max-ongoing-requests",
         type=int,
@@ -465,11 +488,19 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward")
         f'"{{\\"images\\": {{\\"{first}\\": \\"$(base64 -w0 {first}.png)\\", ...}}}}"'
     )
     print("Ctrl-C stops.", flush=True)
+
+    def stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a process manager's stop: shut down the same way
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background
+        signal.signal(signal.SIGINT, stop)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         serve.shutdown()
+        print("Stopped.")
     return 0
 
 

@@ -122,8 +122,8 @@ def from_reward(episode: int, reward: np.ndarray, where: str) -> EpisodeLabels:
     bad = np.flatnonzero(~np.isin(reward, (0.0, 1.0)))
     if len(bad):
         raise DatasetError(
-            f"{where}: next.reward is {float(reward[bad[0]])!r} at frame {int(bad[0])}; the classifier "
-            "needs 0/1 success labels (give --labels with a success-frames CSV)"
+            f"{where}: next.reward is {float(reward[bad[0]])!r} at frame {int(bad[0])}; the "
+            "classifier needs 0/1 success labels (give --labels with a success-frames CSV)"
         )
     return from_mask(episode, reward == 1.0)
 

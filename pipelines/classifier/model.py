@@ -188,6 +188,34 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
     return model.to(device).eval(), config, meta
 
 
+def save_model(
+    folder: str | os.PathLike,
+    model: RewardClassifier,
+    *,
+    step: int = 0,
+    threshold: float = 0.5,
+    name: str = "classifier",
+) -> str:
+    """Write `model` as a classifier checkpoint folder (no optimizer state): for models made
+    outside `flywheel train-classifier`, such as the untrained ones the latency benchmark
+    serves (latency does not depend on the weights)."""
+    from pathlib import Path
+
+    from pipelines.training import write_checkpoint
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "step": step,
+        "name": name,
+        "model": model.config.to_dict(),
+        "threshold": threshold,
+        "threshold_rule": "given",
+    }
+    write_checkpoint(folder, KIND, {"model": model.state_dict(), "step": step}, meta)
+    return str(folder)
+
+
 class RewardModel:
     """A trained classifier for scoring: `probabilities(N x C x S x S x 3 uint8) -> N floats`."""
 
