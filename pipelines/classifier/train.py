@@ -1,26 +1,26 @@
 """Training the reward classifier on Ray Train (DDP); `flywheel train-classifier` calls `run`.
 
 Labels come from a success-frames CSV (`--labels`) or the dataset's `next.reward`
-(`pipelines.classifier.labels`); the driver reads and checks them all before any worker
-starts, and hands each worker its episodes' labels.
+(`pipelines.classifier.labels`); the driver reads and checks them all before any worker starts,
+and hands each worker its episodes' labels.
 
-Data: the episodes are split, with `--seed`, into training and held-out episodes
-(`--holdout`); the held-out ones are split again, alternately, into validation episodes (the
-threshold is chosen on them) and test episodes (the reported accuracy, precision and recall
-are measured on them, at that threshold), so no figure is measured on the frames that chose
-it. Each DDP worker decodes only its own shard of the training episodes (episodes with success
-frames and without dealt round-robin separately, so every worker sees both classes), once, at
-the model's input size (128 x 128 by default: 48 KB per camera per frame). Each step every
-worker draws a class-balanced batch from its shard (half success frames), shifts every image
-at random (pad 4, edge pixels repeated) and takes a BCE-with-logits step; DDP averages the
-gradients.
+Data: the episodes are split, with `--seed`, into training and held-out episodes (`--holdout`);
+the held-out ones are split again, alternately, into validation episodes (the threshold is
+chosen on them) and test episodes (the reported accuracy, precision and recall are measured on
+them, at that threshold), so no figure is measured on the frames that chose it (a single held-
+out episode has to do both, and the threshold rule says so). Each DDP worker decodes only its
+own shard of the training episodes (episodes with success frames and without dealt round-robin
+separately, so every worker sees both classes), once, at the model's input size (128 x 128 by
+default: 48 KB per camera per frame). Each step every worker draws a class-balanced batch from
+its shard (half success frames), shifts every image at random (pad 4, edge pixels repeated) and
+takes a BCE-with-logits step; DDP averages the gradients.
 
 Checkpoints every `--checkpoint-every` steps in `--storage/--name`; the same command again
 resumes from the last one (Ray Train V2: same name and storage); a run name holding another
 model or other labels is refused. At the last step rank 0 scores the validation and test
 episodes, chooses the threshold (best F1, or the lowest threshold with `--min-precision`),
-stores it in the final checkpoint and logs to MLflow: losses, samples/s, accuracy, precision and
-recall on validation and test frames, `confusion.tsv` and `precision_recall.png`.
+stores it in the final checkpoint and logs to MLflow: losses, samples/s, accuracy, precision
+and recall on validation and test frames, `confusion.tsv` and `precision_recall.png`.
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ def evaluate(model, ds, config: dict, cfg: ClassifierConfig, device, mlflow) -> 
     val, test = frames(config["validation_episodes"]), frames(config["test_episodes"])
     p_val, p_test = predict(model, val, device), predict(model, test, device)
     threshold, rule = choose_threshold(p_val, val.labels, config["min_precision"])
+    if config["validation_episodes"] == config["test_episodes"] and len(test):
+        rule += "; the one held-out episode also measures it"
     out = {"threshold": threshold, "threshold_rule": rule}
     for prefix, probs, f in (("val", p_val, val), ("test", p_test, test)):
         if len(f):
