@@ -3,9 +3,11 @@
 Builds a dataset of 4,000 episodes of ~600 frames (2.4 M frames; 14-D float32 state and action
 lists, progress and stage_progress_gt), then times, alternately, `repeats` times each:
 
-* the I/O floor: one process reading every episode file with pyarrow and rewriting it;
+* the I/O floor: one process reading every episode file with pyarrow and rewriting it
+  (temp file + rename), without and with durability (fsync of each file and of the folder);
 * `flywheel label DATASET --stage-nums 2` end to end as a user runs it (a fresh process: Python
-  start-up, Ray start-up, both passes, metadata, MLflow run), wall clock.
+  start-up, Ray start-up, scan, staging, commit, metadata, MLflow run), wall clock, durable
+  (the default) and with FLYWHEEL_FSYNC=0 (what the fsyncs cost).
 
     python benchmarks/label_benchmark.py [--episodes 4000] [--repeats 3] [--keep DIR]
 
@@ -36,11 +38,12 @@ from pipelines.dataset import LeRobotDataset  # noqa: E402
 from pipelines.progress_dataset import make_progress_dataset  # noqa: E402
 
 
-def io_floor(root: Path) -> float:
+def io_floor(root: Path, durable: bool = False) -> float:
     """Read and rewrite every episode file in one process with pyarrow's defaults.
 
-    The rewrite also puts task_index back to 0 (as the dataset was built), so that every
-    `flywheel label` run below relabels from scratch instead of finding its own labels.
+    `durable`: each new file is fsynced before its rename and the folder after it, as a write
+    that survives power loss must be. The rewrite also puts task_index back to 0 (as the
+    dataset was built), so that every `flywheel label` run below relabels from scratch.
     """
     files = LeRobotDataset(root).data_files()
     t = time.perf_counter()
@@ -49,14 +52,23 @@ def io_floor(root: Path) -> float:
         i = table.column_names.index("task_index")
         table = table.set_column(i, "task_index", pa.array(np.zeros(table.num_rows, np.int64)))
         tmp = f.with_suffix(".rewrite")
-        pq.write_table(table, tmp)
+        with open(tmp, "wb") as out:
+            pq.write_table(table, out)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         os.replace(tmp, f)
+        if durable:
+            fd = os.open(f.parent, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
     return time.perf_counter() - t
 
 
-def label_end_to_end(root: Path, workdir: Path, extra: list[str]) -> tuple[float, int]:
-    cmd = [sys.executable, "-m", "pipelines.cli", "label", str(root), "--stage-nums", "2", *extra]
+def label_end_to_end(root: Path, workdir: Path, fsync: bool = True) -> tuple[float, int]:
+    cmd = [sys.executable, "-m", "pipelines.cli", "label", str(root), "--stage-nums", "2"]
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}")
+    env["FLYWHEEL_FSYNC"] = "1" if fsync else "0"
     env.pop("RAY_ADDRESS", None)
     t = time.perf_counter()
     proc = subprocess.run(
@@ -99,40 +111,45 @@ def main() -> None:
     )
 
     io_floor(root)  # warm the page cache once, as a user's second run would see it
-    floors, runs, runs_nomlflow, rss = [], [], [], 0
+    floors, durable_floors, runs, runs_nofsync, rss = [], [], [], [], 0
     # Each timed command starts with the page cache warm and no dirty pages left to flush by an
     # earlier one (os.sync), and each label run starts from the unlabeled dataset.
     for i in range(args.repeats):
         os.sync()
         floors.append(io_floor(root))
         os.sync()
-        wall, rss = label_end_to_end(root, work, [])
+        wall, rss = label_end_to_end(root, work)
         runs.append(wall)
         os.sync()
-        floors.append(io_floor(root))
+        durable_floors.append(io_floor(root, durable=True))
         os.sync()
-        wall_nm, _ = label_end_to_end(root, work, ["--no-mlflow"])
-        runs_nomlflow.append(wall_nm)
+        wall_nf, _ = label_end_to_end(root, work, fsync=False)
+        runs_nofsync.append(wall_nf)
         print(
-            f"  repeat {i}: floor {floors[-2]:.2f} / {floors[-1]:.2f} s, flywheel label "
-            f"{wall:.2f} s (--no-mlflow {wall_nm:.2f} s)"
+            f"  repeat {i}: floor {floors[-1]:.2f} s (durable {durable_floors[-1]:.2f} s), "
+            f"flywheel label {wall:.2f} s (FLYWHEEL_FSYNC=0 {wall_nf:.2f} s)"
         )
-    floor, label, label_nm = (statistics.median(x) for x in (floors, runs, runs_nomlflow))
+    med = statistics.median
+    floor, durable, label, label_nf = (med(x) for x in (floors, durable_floors, runs, runs_nofsync))
     result = {
         "episodes": args.episodes,
         "frames": frames,
         "data_mb": round(size_mb, 1),
         "cpus": os.cpu_count(),
         "io_floor_s": round(floor, 2),
+        "io_floor_durable_s": round(durable, 2),
         "label_end_to_end_s": round(label, 2),
-        "label_no_mlflow_s": round(label_nm, 2),
+        "label_no_fsync_s": round(label_nf, 2),
+        "fsync_cost_s": round(label - label_nf, 2),
         "label_frames_per_s": round(frames / label),
         "ratio_to_floor": round(label / floor, 3),
-        "ratio_to_floor_no_mlflow": round(label_nm / floor, 3),
+        "ratio_to_durable_floor": round(label / durable, 3),
+        "ratio_no_fsync_to_floor": round(label_nf / floor, 3),
         "driver_max_rss_mb": round(rss / 1024, 1),
         "all_floor_s": [round(x, 2) for x in floors],
+        "all_floor_durable_s": [round(x, 2) for x in durable_floors],
         "all_label_s": [round(x, 2) for x in runs],
-        "all_label_no_mlflow_s": [round(x, 2) for x in runs_nomlflow],
+        "all_label_no_fsync_s": [round(x, 2) for x in runs_nofsync],
     }
     print(json.dumps(result, indent=2))
     out = Path(__file__).resolve().parent / "results"

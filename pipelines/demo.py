@@ -282,13 +282,9 @@ def reward_classifier_step(
 
 
 def _labels(dataset: Path, data_dir: str) -> dict[int, np.ndarray]:
-    from pipelines.dataset import episode_data_path, read_columns
-
     ds = LeRobotDataset(dataset)
     return {
-        e: read_columns(episode_data_path(dataset, e, data_dir, ds.chunks_size), ["task_index"])[
-            "task_index"
-        ].to_numpy()
+        e: ds.read_episode(e, ["task_index"], data_dir)["task_index"].to_numpy()
         for e in ds.episode_indices
     }
 

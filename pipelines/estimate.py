@@ -3,7 +3,7 @@
 A Ray Data pass in two operators:
 
 1. **frames** (CPU tasks, one per group of episodes): each episode's camera videos are decoded
-   with OpenCV as a stream (images stored in the parquet files too) and resized to the model's
+   with PyAV as a stream (images stored in the parquet files too) and resized to the model's
    input; rows of frames leave the task as they are decoded, so a long video is never held in
    memory.
 2. **encoder** (`ActorPoolStrategy`: replicas of the estimator, on GPUs when there are some):
@@ -14,11 +14,13 @@ A Ray Data pass in two operators:
 
 The driver gathers each episode's features as they stream in and, once an episode is complete,
 runs the value head on its queries, value (frame 0 -> frame i) and, for kai0, relative
-(frame i -> frame f(i) = min(i + 50, last)), and writes
-`<dataset>/data_<VARIANT>_<step>/chunk-XXX/episode_XXXXXX.parquet`: the original columns plus
-`absolute_value`, `absolute_advantage` and (kai0) `relative_advantage`, with the reference's
-formulas (`pipelines.estimator_data.advantages`), atomically. Episodes whose output exists are
-skipped, so an interrupted pass resumes where it stopped. Then
+(frame i -> frame f(i) = min(i + 50, last)). The output mirrors the dataset's data files in
+`<dataset>/data_<VARIANT>_<step>/`, in the dataset's own layout (v2.1:
+`chunk-XXX/episode_XXXXXX.parquet`; v3.0: `chunk-XXX/file-XXX.parquet`, several episodes
+each): the original columns plus `absolute_value`, `absolute_advantage` and (kai0)
+`relative_advantage`, with the reference's formulas (`pipelines.estimator_data.advantages`),
+each file written atomically once all of its episodes are estimated. Files whose output exists
+are skipped, so an interrupted pass resumes where it stopped. Then
 `flywheel label DATASET --data-dir data_KAI0_<step> --advantage-source absolute_advantage`.
 
 Also `python -m pipelines.estimate` (for `ray job submit`).
@@ -38,9 +40,9 @@ import pyarrow as pa
 
 from pipelines.cluster import ClusterError
 from pipelines.dataset import (
+    V30,
     DatasetError,
     LeRobotDataset,
-    episode_data_path,
     read_columns,
     remove_stale_temps,
     write_parquet,
@@ -165,25 +167,36 @@ def episode_outputs(model, features: np.ndarray, state: np.ndarray, kai0: bool):
 # --------------------------------------------------------------------------- the driver
 
 
-def write_episode(
-    ds: LeRobotDataset, episode: int, out_dir: str, model, features: np.ndarray, data_dir: str
-) -> Path:
-    """Original columns + the estimator's columns, written atomically."""
+def write_output_file(
+    ds: LeRobotDataset, source: Path, target: Path, model, features: dict[int, np.ndarray]
+) -> None:
+    """A data file's original columns + the estimator's columns, written atomically.
+
+    `features` holds the encoded frames of every episode in the file (one for v2.1, several
+    for v3.0); each episode's columns come from its own frames only.
+    """
     from pipelines.estimator_data import advantages
 
-    table = read_columns(ds.data_file(episode, data_dir))
+    table = read_columns(source)
     state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
-    values, relative = episode_outputs(model, features, state, model.config.variant == "kai0")
-    cols = advantages(values, relative)
+    if "episode_index" in table.column_names:
+        where = table.column("episode_index").to_numpy()
+    else:  # a v2.1 file without the column holds one episode
+        where = np.full(table.num_rows, next(iter(features)))
+    kai0 = model.config.variant == "kai0"
+    out: dict[str, np.ndarray] = {}
+    for episode, feats in features.items():
+        rows = np.flatnonzero(where == episode)  # frames in order within the file
+        values, relative = episode_outputs(model, feats, state[rows], kai0)
+        for name, col in advantages(values, relative).items():
+            out.setdefault(name, np.zeros(table.num_rows, np.float32))[rows] = col
     for name in ("relative_advantage", "absolute_value", "absolute_advantage"):
-        if name not in cols:
+        if name not in out:
             continue
         if name in table.column_names:
             table = table.drop([name])
-        table = table.append_column(name, pa.array(cols[name], pa.float32()))
-    path = episode_data_path(ds.root, episode, out_dir, ds.chunks_size)
-    write_parquet(path, table)
-    return path
+        table = table.append_column(name, pa.array(out[name], pa.float32()))
+    write_parquet(target, table)
 
 
 @dataclass
@@ -226,9 +239,19 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
         )
     out_dir = output_dir(meta["variant"], meta["step"])
     remove_stale_temps(ds.root / out_dir) if (ds.root / out_dir).exists() else None
-    todo = [
-        e for e in episodes if not episode_data_path(ds.root, e, out_dir, ds.chunks_size).exists()
-    ]
+    # The output mirrors the input files (v3.0: multi-episode files), each written once all of
+    # its episodes are estimated; a file whose output exists is done (resume).
+    by_file: dict[Path, list[int]] = {}
+    for e in ds.episode_indices if ds.version == V30 else episodes:
+        by_file.setdefault(ds.data_file(e, cfg.data_dir), []).append(e)
+    if ds.version == V30:  # whole files: every episode of a file the request touches
+        wanted = {ds.data_file(e, cfg.data_dir) for e in episodes}
+        by_file = {f: eps for f, eps in by_file.items() if f in wanted}
+        episodes = [e for eps in by_file.values() for e in eps]
+    target = {f: ds.data_file(eps[0], out_dir) for f, eps in by_file.items()}
+    pending = {f: set(eps) for f, eps in by_file.items() if not target[f].exists()}
+    todo = sorted(e for eps in pending.values() for e in eps)
+    file_of = {e: f for f, eps in pending.items() for e in eps}
     lengths = {e: ds.episode_length(e) for e in todo}
     result = EstimateResult(
         ds.root / out_dir, len(todo), len(episodes) - len(todo), sum(lengths.values()), 0.0
@@ -290,6 +313,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     )
     got: dict[int, np.ndarray] = {}
     counts = dict.fromkeys(todo, 0)
+    finished: dict[Path, dict[int, np.ndarray]] = {}
     written = 0
     for batch in features.iter_batches(batch_format="numpy", batch_size=None):
         for e in np.unique(batch["episode"]).tolist():
@@ -299,7 +323,10 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
             store[batch["frame"][sel]] = feats
             counts[e] += int(sel.sum())
             if counts[e] == lengths[e]:
-                write_episode(ds, e, out_dir, head, got.pop(e), cfg.data_dir)
+                f = file_of[e]
+                finished.setdefault(f, {})[e] = got.pop(e)
+                if len(finished[f]) == len(pending[f]):
+                    write_output_file(ds, f, target[f], head, finished.pop(f))
                 written += 1
     if written != len(todo):
         raise DatasetError(f"{ds.root / out_dir}: {len(todo) - written} episode(s) incomplete")

@@ -1,17 +1,26 @@
-"""`flywheel label DATASET`: Stage-0 GT labeling, distributed over Ray.
+"""`flywheel label DATASET`: Stage-0 GT labeling, in place, distributed over Ray.
 
-Pass 1 (scan) reads only the columns the labels depend on, one Ray task per group of episode
+LeRobot v2.1 (one file per episode) and v3.0 (multi-episode files) alike.
+
+Pass 1 (scan) reads only the columns the labels depend on, one Ray task per group of data
 files, validates them and returns each frame's reward, stage and intervention flag. The driver
 computes the exact per-stage percentiles (every reward of a stage must be in one place: the
 driver peaks at about 42 bytes per frame, 100 MB for 2.4 M frames) and prints the reference's
-report.
-Nothing is written until every file has been read and validated.
+report. Nothing is written until every file has been read and validated.
 
-Pass 2 (write) rewrites each episode file whose task_index changes, one task per group of
-files, each file atomically (temp file + rename). The metadata is written only after every
-data file: episodes_stats.jsonl, tasks.jsonl, episodes.jsonl, then info.json. The labels depend
-only on columns the job never changes, so a run killed at any point and started again with the
-same command ends with exactly the dataset an uninterrupted run gives.
+Pass 2 is a two-phase commit. Staging: one task per group of files reads each whole file whose
+task_index changes (every column: a corruption anywhere shows up here, not halfway through the
+relabeling) and writes the relabeled file as a fsynced temporary beside it; the driver stages
+the metadata likewise (v2.1: episodes_stats.jsonl, tasks.jsonl, episodes.jsonl, info.json;
+v3.0: meta/episodes/*, stats.json, tasks.parquet, info.json). Any failure before the commit
+removes the temporaries and leaves the dataset byte-identical (exit 2, naming the file).
+Commit: only when everything is staged, `commit_staged` journals the renames and puts every
+file in place; a run killed during the commit is finished by the next run before it does
+anything else. Staging needs temporary disk space the size of every data file whose labels
+change (all of them on a first labeling) plus the metadata, freed at the commit.
+
+The labels depend only on columns the job never changes, so a run killed at any point and
+started again with the same command ends with exactly the dataset an uninterrupted run gives.
 
 Also `python -m pipelines.label` (for `ray job submit`).
 """
@@ -19,6 +28,7 @@ Also `python -m pipelines.label` (for `ray job submit`).
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -34,16 +44,23 @@ import pyarrow.compute as pc
 from pipelines import advantage
 from pipelines.cluster import ClusterError
 from pipelines.dataset import (
-    V21,
+    JOURNAL,
+    V30,
     DatasetError,
     LeRobotDataset,
+    aggregate_stats,
     column_to_numpy,
+    commit_staged,
+    episode_rows,
+    finish_interrupted_commit,
+    flatten_stats,
     parquet_column_names,
     read_columns,
     remove_stale_temps,
-    update_episode_stats,
-    write_meta,
-    write_parquet,
+    stage_episode_stats,
+    stage_meta,
+    stage_meta_v30,
+    write_parquet_temp,
 )
 from pipelines.tracking import TrackingError, check_tracking_uri
 
@@ -247,9 +264,13 @@ def scan_files(batch: pa.Table, plan: FramePlan, root: str) -> pa.Table:
     )
 
 
-def write_files(batch: pa.Table, root: str) -> pa.Table:
-    """Ray Data UDF of pass 2: write each file's new task_index (atomically)."""
-    files, errors = [], []
+def stage_files(batch: pa.Table, root: str) -> pa.Table:
+    """Ray task of the staging pass: each file with its new task_index, as a temporary.
+
+    Reads the whole file, so a corruption in any column shows up here, before anything of the
+    dataset changes. Returns one row per file: the temporary's path, or the error.
+    """
+    files, temps, errors = [], [], []
     for file_id, path, labels in zip(
         batch["file"].to_pylist(),
         batch["path"].to_pylist(),
@@ -257,6 +278,7 @@ def write_files(batch: pa.Table, root: str) -> pa.Table:
         strict=True,
     ):
         rel = _rel(path, root)
+        tmp = None
         try:
             table = read_columns(path)
             ti = pa.array(np.frombuffer(labels, dtype=np.int32).astype(np.int64))
@@ -266,14 +288,21 @@ def write_files(batch: pa.Table, root: str) -> pa.Table:
                 table = table.set_column(table.column_names.index("task_index"), "task_index", ti)
             else:
                 table = table.append_column("task_index", ti)
-            write_parquet(path, table)
+            tmp = str(write_parquet_temp(path, table))
             errors.append(None)
         except DatasetError as e:
             errors.append(str(e).replace(str(path), rel))
         except OSError as e:
             errors.append(f"{rel}: cannot write ({e.strerror or e})")
         files.append(file_id)
-    return pa.table({"file": pa.array(files, pa.int64()), "error": pa.array(errors, pa.string())})
+        temps.append(tmp)
+    return pa.table(
+        {
+            "file": pa.array(files, pa.int64()),
+            "temp": pa.array(temps, pa.string()),
+            "error": pa.array(errors, pa.string()),
+        }
+    )
 
 
 def _rel(path: str, root: str) -> str:
@@ -322,7 +351,7 @@ def resolve_tasks(ds: LeRobotDataset, cfg: LabelConfig) -> tuple[list[str], dict
 
     Texts come from `--task`, else the dataset's tasks without an earlier ', Advantage: ...'
     suffix. With several tasks, each episode keeps its own text, read from
-    meta/episodes.jsonl (written last, so it is intact whenever a rerun needs it).
+    the episode metadata (meta/episodes.jsonl, or v3.0's meta/episodes/).
     """
     if cfg.task is not None:
         return [cfg.task.strip()], None
@@ -333,7 +362,7 @@ def resolve_tasks(ds: LeRobotDataset, cfg: LabelConfig) -> tuple[list[str], dict
         return bases, None
     if not ds.episodes:
         raise DatasetError(
-            f"{ds.root}/meta/episodes.jsonl: missing, but the dataset has {len(bases)} tasks "
+            f"{ds.root}/meta: no episode metadata, but the dataset has {len(bases)} tasks "
             "and each episode keeps its own; pass --task TEXT to use one text"
         )
     episode_task: dict[int, int] = {}
@@ -341,7 +370,7 @@ def resolve_tasks(ds: LeRobotDataset, cfg: LabelConfig) -> tuple[list[str], dict
         texts = list(dict.fromkeys(advantage.base_task(t) for t in row.get("tasks") or []))
         if len(texts) != 1:
             raise DatasetError(
-                f"{ds.root}/meta/episodes.jsonl: episode {ep} lists "
+                f"{ds.root}/meta: episode {ep} lists "
                 f"{len(texts) or 'no'} task(s) {texts}; pass --task TEXT"
             )
         if texts[0] not in bases:
@@ -458,49 +487,89 @@ def _report_groups(
     return out
 
 
-def _episode_meta(
-    ds: LeRobotDataset,
-    seg_episodes: np.ndarray,
-    seg_lengths: np.ndarray,
-    task_index: np.ndarray,
-    texts: list[str],
-) -> tuple[list[dict], dict[int, dict]]:
-    """episodes.jsonl rows and each episode's task_index stats after relabeling.
+def _episode_labels(
+    seg_episodes: np.ndarray, seg_lengths: np.ndarray, task_index: np.ndarray, texts: list[str]
+) -> tuple[dict[int, list[str]], dict[int, dict]]:
+    """Each episode's labeled task texts and the stats of its new task_index.
 
-    Works per segment (a file's run of one episode), then merges segments of the same
-    episode, so that nothing of the size of the dataset is allocated again.
+    Works from each segment's (a file's run of one episode) histogram of labels, merged per
+    episode: labels are a few small integers, so nothing of the size of the dataset is
+    allocated again, and the stats (quantiles included) are exact.
     """
     keep = seg_lengths > 0
     seg_episodes, seg_lengths = seg_episodes[keep], seg_lengths[keep]
     starts = np.r_[0, np.cumsum(seg_lengths)[:-1]].astype(np.int64)
-    total = np.add.reduceat(task_index, starts, dtype=np.float64)
-    squares = np.add.reduceat(np.square(task_index, dtype=np.float64), starts)
-    lo = np.minimum.reduceat(task_index, starts)
-    hi = np.maximum.reduceat(task_index, starts)
-    present = [np.unique(task_index[a : a + n]) for a, n in zip(starts, seg_lengths, strict=True)]
+    n_labels = len(texts)
+    hist: dict[int, np.ndarray] = {}
+    for e, a, n in zip(seg_episodes.tolist(), starts, seg_lengths, strict=True):
+        counts = np.bincount(task_index[a : a + n], minlength=n_labels)
+        hist[e] = hist[e] + counts if e in hist else counts
+    tasks, stats = {}, {}
+    for e, counts in hist.items():
+        tasks[e] = [texts[i] for i in np.flatnonzero(counts)]
+        stats[e] = histogram_stats(counts)
+    return tasks, stats
 
+
+def histogram_stats(counts: np.ndarray) -> dict:
+    """LeRobot's stats of integer values 0..len(counts)-1 given how often each occurs.
+
+    Equal to `pipelines.dataset.numeric_stats` of the values themselves (numpy's linear
+    quantiles), without materializing them.
+    """
+    from pipelines.dataset import QUANTILES
+
+    values = np.arange(len(counts), dtype=np.float64)
+    n = int(counts.sum())
+    mean = float((counts * values).sum() / n)
+    var = float((counts * (values - mean) ** 2).sum() / n)
+    present = np.flatnonzero(counts)
+    cum = np.cumsum(counts)
+
+    def at(k: int) -> float:  # the k-th smallest value (0-based)
+        return float(np.searchsorted(cum, k, side="right"))
+
+    out = {
+        "min": [float(present[0])],
+        "max": [float(present[-1])],
+        "mean": [mean],
+        "std": [float(np.sqrt(max(var, 0.0)))],
+        "count": [n],
+    }
+    for name, q in QUANTILES.items():
+        h = (n - 1) * q
+        lo = int(np.floor(h))
+        hi = min(lo + 1, n - 1)
+        out[name] = [at(lo) + (h - lo) * (at(hi) - at(lo))]
+    return out
+
+
+def _stage_metadata(ds: LeRobotDataset, texts: list[str], episode_tasks, task_stats) -> list:
+    """The relabeled metadata, staged: (temporary, target) pairs, info.json last."""
+    info = {**ds.info, "total_tasks": len(texts)}
+    tasks = dict(enumerate(texts))
+    if ds.version == V30:
+        rows = episode_rows(ds)
+        for row in rows:
+            e = row["episode_index"]
+            if e in episode_tasks:
+                row["tasks"] = episode_tasks[e]
+                row.update(flatten_stats({"task_index": task_stats[e]}))
+        stats_path = ds.meta_dir / "stats.json"
+        stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+        stats["task_index"] = aggregate_stats({"task_index": s} for s in task_stats.values())[
+            "task_index"
+        ]
+        return stage_meta_v30(ds.root, info=info, tasks=tasks, rows=rows, stats=stats)
     rows = {e: dict(row) for e, row in ds.episodes.items()}
-    merged: dict[int, list] = {}
-    for k, e in enumerate(seg_episodes.tolist()):
-        m = merged.setdefault(e, [0, 0.0, 0.0, lo[k], hi[k], set()])
-        m[0] += int(seg_lengths[k])
-        m[1] += total[k]
-        m[2] += squares[k]
-        m[3], m[4] = min(m[3], lo[k]), max(m[4], hi[k])
-        m[5].update(present[k].tolist())
-    stats = {}
-    for e, (n, s, sq, mn, mx, labels) in merged.items():
-        mean = s / n
-        row = rows.setdefault(e, {"episode_index": e, "length": n})
-        row["tasks"] = [texts[i] for i in sorted(labels)]
-        stats[e] = {
-            "min": [int(mn)],
-            "max": [int(mx)],
-            "mean": [float(mean)],
-            "std": [float(np.sqrt(max(sq / n - mean * mean, 0.0)))],
-            "count": [n],
-        }
-    return list(rows.values()), stats
+    for e, labeled in episode_tasks.items():
+        n = task_stats[e]["count"][0]
+        rows.setdefault(e, {"episode_index": e, "length": n})["tasks"] = labeled
+    staged = []
+    episode_stats = stage_episode_stats(ds.root, "task_index", task_stats)
+    if episode_stats is not None:
+        staged.append(episode_stats)
+    return staged + stage_meta(ds.root, info=info, tasks=tasks, episodes=list(rows.values()))
 
 
 def run(cfg: LabelConfig, out=print) -> LabelResult:
@@ -509,12 +578,18 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
     cfg.validate()
     if cfg.mlflow and not cfg.dry_run:
         check_tracking_uri()
-    ds = LeRobotDataset(cfg.dataset)
-    if ds.version != V21:
-        raise DatasetError(
-            f"{ds.root}/meta/info.json: codebase_version {ds.info.get('codebase_version')}; "
-            "flywheel label rewrites LeRobot v2.1 datasets (v3.0 is read only)"
+    root = Path(cfg.dataset)
+    if (root / JOURNAL).exists():  # a labeling killed while it put its files in place
+        if cfg.dry_run:
+            raise DatasetError(
+                f"{root / JOURNAL}: a killed run left its commit unfinished; run the command "
+                "without --dry-run to finish it"
+            )
+        n = finish_interrupted_commit(root)
+        print(
+            f"finished the commit of an interrupted run ({n} file(s) put in place)", file=sys.stderr
         )
+    ds = LeRobotDataset(cfg.dataset)
     files = ds.data_files(cfg.data_dir)
     if not files:
         raise DatasetError(f"{ds.root / cfg.data_dir}: no chunk-*/*.parquet files (empty dataset)")
@@ -587,7 +662,7 @@ def _label(cfg, ds, files, bases, episode_task, top_column, out) -> LabelResult:
         unknown = sorted(set(np.unique(seg_episodes).tolist()) - set(episode_task))
         if unknown:
             raise DatasetError(
-                f"{ds.root}/meta/episodes.jsonl: episode {unknown[0]} has data but is not listed "
+                f"{ds.root}/meta: episode {unknown[0]} has data but is not listed "
                 "(its task is unknown); pass --task TEXT"
             )
         seg_task = np.array([episode_task[int(e)] for e in seg_episodes], dtype=np.int32)
@@ -640,6 +715,8 @@ def _label(cfg, ds, files, bases, episode_task, top_column, out) -> LabelResult:
     remove_stale_temps(ds.root / cfg.data_dir)
     remove_stale_temps(ds.meta_dir)
     out(f"\nAssigning task_index to {len(files)} files...")
+    # Two-phase commit: every new file is staged as a temporary (the whole file read, so any
+    # corruption shows here), then all go in at once; a failure before that changes nothing.
     # Files whose task_index already holds these labels (a rerun) are not rewritten.
     bounds = np.r_[0, np.cumsum(pc.list_value_length(scan["rewards"]).to_numpy())]
     current = _flat(scan, "current")
@@ -650,18 +727,29 @@ def _label(cfg, ds, files, bases, episode_task, top_column, out) -> LabelResult:
         if not np.array_equal(current[a:b], task_index[a:b]):
             todo.append({**item, "task_index": ti32[a:b].tobytes()})
     result.files_rewritten = len(todo)
-    if todo:
-        written = _map_files(todo, write_files, min(n_groups, len(todo)), root=root)
-        err = _first_error(written)
-        if err:
-            raise DatasetError(err + " (the other files are labeled; rerun the same command)")
-
-    episode_rows, task_index_stats = _episode_meta(ds, seg_episodes, seg_lengths, task_index, texts)
-    info = dict(ds.info)
-    info["total_tasks"] = len(texts)
-    update_episode_stats(ds.root, "task_index", task_index_stats)
-    write_meta(ds.root, info=info, tasks=dict(enumerate(texts)), episodes=episode_rows)
-    out(f"\n✓ Updated {ds.meta_dir / 'tasks.jsonl'} with {len(texts)} task(s)")
+    staged: list[tuple[Path, Path]] = []
+    try:
+        if todo:
+            done = _map_files(todo, stage_files, min(n_groups, len(todo)), root=root)
+            paths = {item["file"]: item["path"] for item in todo}
+            staged = [
+                (Path(t), Path(paths[f]))
+                for f, t in zip(done["file"].to_pylist(), done["temp"].to_pylist(), strict=True)
+                if t is not None
+            ]
+            err = _first_error(done)
+            if err:
+                raise DatasetError(f"{err} (nothing was changed)")
+        episode_tasks, task_stats = _episode_labels(seg_episodes, seg_lengths, task_index, texts)
+        staged += _stage_metadata(ds, texts, episode_tasks, task_stats)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        remove_stale_temps(ds.root / cfg.data_dir)  # those of a staging task that died
+        raise
+    commit_staged(ds.root, staged)
+    meta_file = "tasks.parquet" if ds.version == V30 else "tasks.jsonl"
+    out(f"\n✓ Updated {ds.meta_dir / meta_file} with {len(texts)} task(s)")
     return result
 
 
@@ -742,9 +830,9 @@ def build_parser(prog: str = "flywheel label") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description="Stage-0 GT labeling: rewards from progress, percentile cuts, task_index "
-        "labels written back to the LeRobot v2.1 dataset (in place).",
+        "labels written back to the LeRobot v2.1 or v3.0 dataset (in place).",
     )
-    p.add_argument("dataset", help="LeRobot v2.1 dataset folder")
+    p.add_argument("dataset", help="LeRobot v2.1 or v3.0 dataset folder")
     p.add_argument(
         "--threshold",
         type=float,

@@ -1,4 +1,4 @@
-"""A small generator of progress-only LeRobot v2.1 datasets (no cameras).
+"""A small generator of progress-only LeRobot datasets, v2.1 or v3.0 (no cameras).
 
 Used by the tests and the labeling benchmark, where what matters is the table layout and a
 progress signal with good and bad moments, not images. Episodes mix steady progress,
@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.dataset import (
+    V21,
+    V30,
     episode_data_path,
     features_of,
     frames_table,
     new_info,
+    new_info_v30,
     table_stats,
+    write_episodes,
     write_meta,
     write_parquet,
 )
@@ -80,11 +84,16 @@ def make_progress_dataset(
     task: str = "pick up the red cube",
     progress_dtype: str = "float32",
     intervention_rate: float = 0.0,
+    version: str = V21,
+    data_files_size_in_mb: float = 100,
 ) -> Path:
-    """Write a v2.1 dataset of `episodes` progress-only episodes under `root`; returns root."""
+    """Write a dataset of `episodes` progress-only episodes under `root`; returns root.
+
+    `version` v3.0 packs the episodes into multi-episode files of `data_files_size_in_mb`.
+    """
     root = Path(root)
     rng = np.random.default_rng(seed)
-    episode_rows, stats, total, features = [], {}, 0, None
+    episode_rows, stats, total, features, tables = [], {}, 0, None, []
     for ep in range(episodes):
         n = int(rng.integers(min_length, max_length + 1))
         progress, success = progress_curve(rng, n)
@@ -119,11 +128,34 @@ def make_progress_dataset(
             },
             {"progress": {"dtype": progress_dtype, "shape": [1], "names": None}},
         )
-        write_parquet(episode_data_path(root, ep), table)
+        if version == V30:
+            tables.append(table)
+        else:
+            write_parquet(episode_data_path(root, ep), table)
         features = features or features_of(table)
         episode_rows.append({"episode_index": ep, "tasks": [task], "length": n})
         stats[ep] = table_stats(table)
         total += n
+    if version == V30:
+        info = new_info_v30(
+            fps=fps,
+            features=features or {},
+            total_episodes=0,
+            total_frames=0,
+            total_tasks=0,
+            robot_type="so101_follower",
+            data_files_size_in_mb=data_files_size_in_mb,
+        )
+        write_episodes(
+            root,
+            tables=tables,
+            videos={},
+            stats=[stats[e] for e in range(episodes)],
+            tasks={0: task},
+            episode_tasks=[[task]] * episodes,
+            info=info,
+        )
+        return root
     info = new_info(
         fps=fps,
         features=features or {},

@@ -1,9 +1,13 @@
-"""`flywheel synth OUT --episodes N`: simulated SO-101 episodes as a LeRobot v2.1 dataset.
+"""`flywheel synth OUT --episodes N`: simulated SO-101 episodes as a LeRobot dataset.
 
 Episodes are rolled out in the embedded simulator (`actors.sim`) by scripted controllers of
 graded quality, drawn from `--mix`, as Ray tasks in parallel: each task renders its episodes'
 two cameras straight into mp4 files and returns the frames' table; once every episode's length
 is known the parquet files are written (the global `index` needs them), then the metadata.
+`--format v2.1` (default, kai0's layout) keeps one parquet file and one video per episode and
+camera; `--format v3.0` (LeRobot >= 0.4) packs consecutive episodes into files chunked by size:
+the per-episode videos are concatenated (remuxed, not re-encoded) into each camera's files, one
+Ray task per output file.
 
 Columns per frame: `observation.state` (6 joints: degrees, gripper 0-100), `action` (the 6
 joint targets sent), videos `observation.images.front` / `.wrist`, `timestamp`, `frame_index`,
@@ -59,17 +63,24 @@ from pipelines.classifier.labels import (
 )
 from pipelines.cluster import ClusterError
 from pipelines.dataset import (
-    VIDEO_CODEC,
+    V21,
+    V30,
     DatasetError,
     ImageStats,
     VideoWriter,
+    check_frame_size,
+    default_codec_note,
     episode_data_path,
     episode_video_path,
     features_of,
     frames_table,
     new_info,
+    new_info_v30,
+    resolve_video_codec,
     table_stats,
+    temp_path_for,
     video_feature,
+    write_episodes,
     write_meta,
     write_parquet,
 )
@@ -95,6 +106,8 @@ class SynthConfig:
     fps: int = 10
     image_size: int = 128
     steps_after_success: int = 0
+    vcodec: str | None = None  # None: av1 where PyAV has SVT-AV1, else h264
+    format: str = V21
     ray_address: str | None = None
 
     @property
@@ -123,12 +136,22 @@ class SynthConfig:
             raise DatasetError(f"--fps {self.fps}: between 1 and 120")
         if not 16 <= self.image_size <= 1024:
             raise DatasetError(f"--image-size {self.image_size}: between 16 and 1024")
+        try:
+            self.vcodec = resolve_video_codec(self.vcodec)
+        except DatasetError as e:
+            raise DatasetError(f"--vcodec: {e}") from None
+        try:
+            check_frame_size(self.vcodec, self.image_size, self.image_size)
+        except DatasetError as e:
+            raise DatasetError(f"--image-size {self.image_size}: {e}") from None
         if not 0 <= self.operator <= 1:
             raise DatasetError(f"--operator {self.operator}: a share between 0 and 1")
         if not 0 <= self.steps_after_success <= 1000:
             raise DatasetError(
                 f"--steps-after-success {self.steps_after_success}: between 0 and 1000"
             )
+        if self.format not in (V21, V30):
+            raise DatasetError(f"--format {self.format!r}: {V21} or {V30}")
         out = Path(self.out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise DatasetError(f"{out}: exists and is not an empty folder (nothing was written)")
@@ -235,10 +258,8 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
     }
     image_stats = {k: ImageStats() for k in CAMERAS}
     size = cfg.image_size
-    writers = {
-        k: VideoWriter(episode_video_path(root, plan.index, k), cfg.fps, size, size)
-        for k in CAMERAS
-    }
+    videos = {k: episode_video(root, cfg.format, plan.index, k) for k in CAMERAS}
+    writers = {k: VideoWriter(videos[k], cfg.fps, size, size, cfg.vcodec) for k in CAMERAS}
     succeeded_after = None  # frames recorded when the episode succeeded
     try:
         done = False
@@ -314,8 +335,17 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
         "intervention_frames": int(interv.sum()),
         "success_frames": from_mask(plan.index, np.array(cols["shown"])).to_json(),
         "stats": stats,
+        "videos": {k: str(v) for k, v in videos.items()},
     }
     return meta, table
+
+
+def episode_video(root: str, version: str, episode: int, key: str) -> Path:
+    """Where an episode's video is written: its place (v2.1), or a temporary that the v3.0
+    writer concatenates into the camera's shared video files."""
+    if version == V21:
+        return episode_video_path(root, episode, key)
+    return temp_path_for(Path(root) / "videos" / key / f"episode_{episode:06d}.mp4")
 
 
 def rollout_group(plans: list[EpisodePlan], cfg: SynthConfig, root: str):
@@ -328,12 +358,16 @@ def rollout_group(plans: list[EpisodePlan], cfg: SynthConfig, root: str):
     return metas, tables
 
 
+def with_index(table: pa.Table, first: int) -> pa.Table:
+    """The episode's table with its global `index` column (after `episode_index`)."""
+    index = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
+    return table.add_column(table.column_names.index("episode_index") + 1, "index", index)
+
+
 def write_tables(root: str, items: list[tuple[int, int]], tables: list[pa.Table]) -> int:
-    """Ray task body: write episode tables with their global `index` (episode, first index)."""
+    """Ray task body: write v2.1 episode tables with their global `index`."""
     for (episode, first), table in zip(items, tables, strict=True):
-        index = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64))
-        table = table.add_column(table.column_names.index("episode_index") + 1, "index", index)
-        write_parquet(episode_data_path(root, episode), table)
+        write_parquet(episode_data_path(root, episode), with_index(table, first))
     return len(items)
 
 
@@ -367,54 +401,76 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
     metas.sort(key=lambda m: m["episode_index"])
 
     firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]].tolist()
-    writer = ray.remote(num_cpus=1)(write_tables)
-    ray.get(
-        [
-            writer.remote(str(root), [(int(i), int(firsts[i])) for i in g], tables_ref)
-            for g, (_, tables_ref) in zip(groups, refs, strict=True)
-        ]
-    )
-
     size = cfg.image_size
-    sample = episode_data_path(root, 0)
-    import pyarrow.parquet as pq
-
-    features = features_of(
-        pq.read_schema(sample).empty_table(),
-        {k: video_feature(size, size, cfg.fps, VIDEO_CODEC) for k in CAMERAS},
-    )
     total = int(sum(m["length"] for m in metas))
-    info = new_info(
-        fps=cfg.fps,
-        features=features,
-        total_episodes=len(metas),
-        total_frames=total,
-        total_tasks=1,
-        robot_type="so101_follower",
-    )
-    write_meta(
-        root,
-        info=info,
-        tasks={0: cfg.text},
-        episodes=[
-            {"episode_index": m["episode_index"], "tasks": [cfg.text], "length": m["length"]}
-            for m in metas
-        ],
-        episodes_stats={m["episode_index"]: m["stats"] for m in metas},
-    )
+    vfeatures = {k: video_feature(size, size, cfg.fps, cfg.vcodec) for k in CAMERAS}
+    if cfg.format == V30:
+        tables = [t for group in ray.get([r[1] for r in refs]) for t in group]
+        tables = [with_index(t, int(first)) for t, first in zip(tables, firsts, strict=True)]
+        info = new_info_v30(
+            fps=cfg.fps,
+            features=features_of(tables[0], vfeatures),
+            total_episodes=0,
+            total_frames=0,
+            total_tasks=0,
+            robot_type="so101_follower",
+        )
+        write_episodes(
+            root,
+            tables=tables,
+            videos={k: [Path(m["videos"][k]) for m in metas] for k in CAMERAS},
+            stats=[m["stats"] for m in metas],
+            tasks={0: cfg.text},
+            episode_tasks=[[cfg.text]] * len(metas),
+            info=info,
+            map_files=_ray_map,
+        )
+    else:
+        writer = ray.remote(num_cpus=1)(write_tables)
+        ray.get(
+            [
+                writer.remote(str(root), [(int(i), int(firsts[i])) for i in g], tables_ref)
+                for g, (_, tables_ref) in zip(groups, refs, strict=True)
+            ]
+        )
+        import pyarrow.parquet as pq
+
+        features = features_of(pq.read_schema(episode_data_path(root, 0)).empty_table(), vfeatures)
+        info = new_info(
+            fps=cfg.fps,
+            features=features,
+            total_episodes=len(metas),
+            total_frames=total,
+            total_tasks=1,
+            robot_type="so101_follower",
+        )
+        write_meta(
+            root,
+            info=info,
+            tasks={0: cfg.text},
+            episodes=[
+                {"episode_index": m["episode_index"], "tasks": [cfg.text], "length": m["length"]}
+                for m in metas
+            ],
+            episodes_stats={m["episode_index"]: m["stats"] for m in metas},
+        )
     labels = None
     if cfg.steps_after_success:
         labels = write_success_csv(
             success_csv_path(root),
             [EpisodeLabels.from_json(m["episode_index"], m["success_frames"]) for m in metas],
         )
-    return SynthResult(
-        root,
-        [{k: v for k, v in m.items() if k not in ("stats", "success_frames")} for m in metas],
-        total,
-        time.time() - t0,
-        labels,
-    )
+    dropped = ("stats", "videos", "success_frames")
+    episodes = [{k: v for k, v in m.items() if k not in dropped} for m in metas]
+    return SynthResult(root, episodes, total, time.time() - t0, labels)
+
+
+def _ray_map(fn, jobs: list) -> list:
+    """`map` over Ray tasks, one per job (the v3.0 writer's per-file writes)."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(fn)
+    return ray.get([task.remote(job) for job in jobs])
 
 
 def summary_lines(result: SynthResult) -> list[str]:
@@ -464,6 +520,17 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="keep recording N frames after the success and write <OUT>_success_frames.csv "
         "(the reward classifier's labels)",
     )
+    p.add_argument(
+        "--vcodec",
+        default=None,
+        help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
+    )
+    p.add_argument(
+        "--format",
+        default=V21,
+        help=f"LeRobot layout: {V21} (one file per episode, default) or {V30} (as LeRobot >= 0.4 "
+        "records: episodes packed into files chunked by size)",
+    )
     p.add_argument("--ray-address", default=None)
     return p
 
@@ -471,6 +538,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = SynthConfig(**{k: v for k, v in vars(args).items()})
+    if cfg.vcodec is None and (note := default_codec_note()):
+        print(f"{prog}: note: {note}", file=sys.stderr)
     try:
         result = run(cfg)
     except (DatasetError, ClusterError) as e:

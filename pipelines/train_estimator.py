@@ -281,7 +281,7 @@ def check_dataset(
         for col in columns:
             if col not in names:
                 raise DatasetError(f"{ds.relative(path)}: missing column {col!r}")
-    for key in cameras:  # fail fast on a codec OpenCV cannot decode
+    for key in cameras:  # fail fast on a video this machine cannot decode
         next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
     return cameras
 

@@ -8,26 +8,36 @@ or a machine that lost power sees either the old or the new file, never a trunca
     errors    DatasetError: every problem with a dataset, as one line naming the file
     atomic    atomic, durable writes and the clean-up of what a killed writer left
     tables    LeRobot's feature conventions, frame tables, parquet reads and writes
-    video     camera videos: encoding and decoding as a stream
+    video     camera videos through PyAV: encoding, decoding as a stream, concatenation
     stats     per-feature statistics as LeRobot keeps them
-    layout    paths and metadata of both versions, and `LeRobotDataset` to read them
-    recorder  `EpisodeRecorder`: episodes recorded frame by frame
+    layout    paths and metadata of both versions, `LeRobotDataset` to read them, v2.1 meta
+    v30       v3.0 writing: files chunked by size, their metadata, appending an episode
+    recorder  `EpisodeRecorder`: episodes recorded frame by frame (either version)
 
 Everything a caller needs is importable from `pipelines.dataset` itself.
 """
 
 from pipelines.dataset.atomic import (
+    JOURNAL,
     atomic_open,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    commit_staged,
+    finish_interrupted_commit,
     fsync_path,
     remove_stale_temps,
     replace_durably,
+    stage_json,
+    stage_jsonl,
+    stage_text,
+    staging,
     temp_path_for,
 )
-from pipelines.dataset.errors import DatasetError
+from pipelines.dataset.errors import (
+    DatasetError,
+)
 from pipelines.dataset.layout import (
     DEFAULT_CHUNKS_SIZE,
     V21,
@@ -39,11 +49,20 @@ from pipelines.dataset.layout import (
     episode_data_path,
     episode_video_path,
     new_info,
-    update_episode_stats,
+    stage_episode_stats,
+    stage_meta,
     write_meta,
 )
-from pipelines.dataset.recorder import EpisodeRecorder
-from pipelines.dataset.stats import ImageStats, numeric_stats, table_stats
+from pipelines.dataset.recorder import (
+    EpisodeRecorder,
+)
+from pipelines.dataset.stats import (
+    QUANTILES,
+    ImageStats,
+    aggregate_stats,
+    numeric_stats,
+    table_stats,
+)
 from pipelines.dataset.tables import (
     ALLOWED_VALUES,
     KNOWN_FEATURES,
@@ -57,54 +76,102 @@ from pipelines.dataset.tables import (
     write_parquet,
     write_parquet_temp,
 )
+from pipelines.dataset.v30 import (
+    V30_DATA_PATH,
+    V30_EPISODES_PATH,
+    V30_VIDEO_PATH,
+    V30Appender,
+    episode_rows,
+    flatten_stats,
+    new_info_v30,
+    stage_meta_v30,
+    tasks_table,
+    unflatten_stats,
+    write_episodes,
+)
 from pipelines.dataset.video import (
-    VIDEO_CODEC,
+    VIDEO_CODECS,
+    VideoProbe,
     VideoWriter,
+    check_frame_size,
+    concatenate_videos,
+    default_codec_note,
+    default_video_codec,
     iter_video_frames,
+    probe_video,
     read_video,
+    resolve_video_codec,
     video_feature,
 )
 
 __all__ = [
     "ALLOWED_VALUES",
     "DEFAULT_CHUNKS_SIZE",
+    "DatasetError",
+    "EpisodeRecorder",
+    "ImageStats",
+    "JOURNAL",
     "KNOWN_FEATURES",
+    "LeRobotDataset",
+    "MissingReport",
+    "QUANTILES",
     "STANDARD_COLUMNS",
     "V21",
     "V21_DATA_PATH",
     "V21_VIDEO_PATH",
     "V30",
-    "VIDEO_CODEC",
-    "DatasetError",
-    "EpisodeRecorder",
-    "ImageStats",
-    "LeRobotDataset",
-    "MissingReport",
+    "V30Appender",
+    "V30_DATA_PATH",
+    "V30_EPISODES_PATH",
+    "V30_VIDEO_PATH",
+    "VIDEO_CODECS",
+    "VideoProbe",
     "VideoWriter",
+    "aggregate_stats",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_frame_size",
     "column_to_numpy",
+    "commit_staged",
+    "concatenate_videos",
+    "default_codec_note",
+    "default_video_codec",
     "episode_data_path",
+    "episode_rows",
     "episode_video_path",
     "feature_from_arrow",
     "features_of",
+    "finish_interrupted_commit",
+    "flatten_stats",
     "frames_table",
     "fsync_path",
     "iter_video_frames",
     "new_info",
+    "new_info_v30",
     "numeric_stats",
     "parquet_column_names",
+    "probe_video",
     "read_columns",
     "read_video",
     "remove_stale_temps",
     "replace_durably",
+    "resolve_video_codec",
+    "stage_episode_stats",
+    "stage_json",
+    "stage_jsonl",
+    "stage_meta",
+    "stage_meta_v30",
+    "stage_text",
+    "staging",
     "table_stats",
+    "tasks_table",
     "temp_path_for",
-    "update_episode_stats",
+    "unflatten_stats",
     "video_feature",
+    "write_episodes",
     "write_meta",
     "write_parquet",
     "write_parquet_temp",

@@ -15,6 +15,7 @@ Layout (v3.0)::
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
@@ -26,11 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.dataset.atomic import (
-    atomic_open,
-    atomic_write_json,
-    atomic_write_jsonl,
-)
+from pipelines.dataset.atomic import commit_staged, stage_json, stage_jsonl, staging
 from pipelines.dataset.errors import DatasetError, one_line
 from pipelines.dataset.tables import read_columns
 from pipelines.dataset.video import iter_video_frames
@@ -304,13 +301,12 @@ class LeRobotDataset:
     def iter_camera_frames(self, episode_index: int, key: str, data_dir: str = "data"):
         """The episode's frames of camera `key`, one RGB uint8 array at a time.
 
-        Video features are decoded with OpenCV as they are read (for v3.0, the episode's span of
-        the shared video file); image features (stored in the parquet files as encoded bytes)
-        are decoded with cv2.imdecode. A video OpenCV cannot decode is a DatasetError naming the
-        file and its codec.
+        Video features are decoded with PyAV as they are read, as LeRobot reads them: the
+        frames at the episode's `from_timestamp` (v3.0: its span of the shared video file;
+        v2.1: 0) + i / fps. Image features (stored in the parquet files as PNG or JPEG bytes)
+        are decoded with Pillow. A video that cannot be decoded here, or that has fewer frames
+        than the episode's rows, is a DatasetError naming the file and its codec.
         """
-        import cv2
-
         feature = self.features.get(key)
         if feature is None:
             raise DatasetError(f"{self.root}/meta/info.json: no camera feature {key!r}")
@@ -318,19 +314,28 @@ class LeRobotDataset:
         if feature.get("dtype") == "video":
             codec = (feature.get("info") or {}).get("video.codec")
             start, _ = self.video_span(episode_index, key)
-            first = int(round(start * self.fps))
-            yield from iter_video_frames(self.video_file(episode_index, key), first, n, codec=codec)
+            yield from iter_video_frames(
+                self.video_file(episode_index, key),
+                count=n,
+                codec=codec,
+                from_timestamp=float(start),
+                fps=self.fps,
+            )
             return
+        from PIL import Image
+
         column = self.read_episode(episode_index, [key], data_dir).column(key).to_pylist()
         for i, cell in enumerate(column):
             data = cell.get("bytes") if isinstance(cell, dict) else cell
-            bgr = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
+            try:
+                with Image.open(io.BytesIO(data or b"")) as image:
+                    rgb = np.asarray(image.convert("RGB"))
+            except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
                 raise DatasetError(
                     f"{self.relative(self.data_file(episode_index, data_dir))}: episode "
-                    f"{episode_index} frame {i}: {key} is not a decodable image"
-                )
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    f"{episode_index} frame {i}: {key} is not a decodable image ({one_line(e)})"
+                ) from e
+            yield rgb
 
     @property
     def camera_keys(self) -> list[str]:
@@ -447,56 +452,58 @@ def new_info(
     }
 
 
-def write_meta(
+def stage_meta(
     root: str | os.PathLike,
     *,
     info: dict,
     tasks: dict[int, str] | None = None,
     episodes: Sequence[dict] | None = None,
     episodes_stats: dict[int, dict] | None = None,
-) -> None:
-    """Write v2.1 metadata files, each atomically; info.json last (it is what readers open first).
+) -> list[tuple[Path, Path]]:
+    """Stage v2.1 metadata files; returns (temporary, target) pairs, info.json last.
 
-    Only the parts given are written, so a job that changes tasks and episodes leaves
+    Only the parts given are staged, so a job that changes tasks and episodes leaves
     episodes_stats.jsonl alone unless it passes it.
     """
     meta = Path(root) / "meta"
+    staged = []
     if tasks is not None:
-        atomic_write_jsonl(
-            meta / "tasks.jsonl",
-            ({"task_index": i, "task": t} for i, t in sorted(tasks.items())),
-        )
+        rows = ({"task_index": i, "task": t} for i, t in sorted(tasks.items()))
+        staged.append((stage_jsonl(meta / "tasks.jsonl", rows), meta / "tasks.jsonl"))
     if episodes is not None:
-        atomic_write_jsonl(
-            meta / "episodes.jsonl", sorted(episodes, key=lambda e: e["episode_index"])
-        )
+        rows = sorted(episodes, key=lambda e: e["episode_index"])
+        staged.append((stage_jsonl(meta / "episodes.jsonl", rows), meta / "episodes.jsonl"))
     if episodes_stats is not None:
-        atomic_write_jsonl(
-            meta / "episodes_stats.jsonl",
-            ({"episode_index": i, "stats": s} for i, s in sorted(episodes_stats.items())),
-        )
-    atomic_write_json(meta / "info.json", info)
+        rows = ({"episode_index": i, "stats": s} for i, s in sorted(episodes_stats.items()))
+        path = meta / "episodes_stats.jsonl"
+        staged.append((stage_jsonl(path, rows), path))
+    staged.append((stage_json(meta / "info.json", info), meta / "info.json"))
+    return staged
+
+
+def write_meta(root: str | os.PathLike, **parts) -> None:
+    """Write v2.1 metadata files (`stage_meta`'s parts) as one commit."""
+    commit_staged(root, stage_meta(root, **parts))
 
 
 _EPISODE_INDEX_RE = re.compile(r'^\{"episode_index":\s*(-?\d+)')
 
 
-def update_episode_stats(
+def stage_episode_stats(
     root: str | os.PathLike, feature: str, per_episode: dict[int, dict]
-) -> int:
-    """Replace one feature's stats in v2.1 meta/episodes_stats.jsonl, episode by episode.
+) -> tuple[Path, Path] | None:
+    """Stage v2.1 meta/episodes_stats.jsonl with one feature's stats replaced, per episode.
 
     The file holds stats of every feature (megabytes for thousands of episodes); lines are
     rewritten textually where the feature's flat stats object can be swapped in place, and
     parsed otherwise. Episodes without a line, or whose line lacks the feature, are left as
-    they are. Written atomically; returns how many episodes were updated.
+    they are. Returns the (temporary, target) pair, or None when the file does not exist.
     """
     path = Path(root) / "meta" / "episodes_stats.jsonl"
     if not path.exists():
-        return 0
+        return None
     pattern = re.compile(r'("' + re.escape(feature) + r'":\s*)\{[^{}]*\}')
-    updated = 0
-    with open(path, encoding="utf-8") as f, atomic_open(path) as out:
+    with open(path, encoding="utf-8") as f, staging(path) as (out, tmp):
         for line in f:
             m = _EPISODE_INDEX_RE.match(line)
             ep = int(m.group(1)) if m else None
@@ -514,7 +521,5 @@ def update_episode_stats(
                     if feature in row.get("stats", {}):
                         row["stats"][feature] = new
                         line = json.dumps(row) + "\n"
-                        n = 1
-                updated += n
             out.write(line if line.endswith("\n") else line + "\n")
-    return updated
+    return tmp, path

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.dataset.atomic import finish_interrupted_commit, temp_path_for
 from pipelines.dataset.errors import DatasetError
 from pipelines.dataset.layout import (
     DEFAULT_CHUNKS_SIZE,
     V21,
+    V30,
     LeRobotDataset,
     episode_data_path,
     episode_video_path,
@@ -20,16 +22,28 @@ from pipelines.dataset.layout import (
 )
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
-from pipelines.dataset.video import VIDEO_CODEC, VideoWriter, video_feature
+from pipelines.dataset.v30 import V30Appender, new_info_v30
+from pipelines.dataset.video import (
+    VideoWriter,
+    check_frame_size,
+    resolve_video_codec,
+    video_feature,
+)
 
 
 class EpisodeRecorder:
-    """Record episodes frame by frame into a LeRobot v2.1 dataset (new, or appended to).
+    """Record episodes frame by frame into a LeRobot dataset (new, or appended to).
 
     `begin()` starts an episode (its camera videos are written as frames arrive); `add()`
-    buffers a frame; `save()` writes the episode's parquet, finishes its videos and rewrites the
-    metadata, each atomically, so the dataset on disk is always complete: the episode being
-    recorded only appears once saved. `discard()` drops it (re-record).
+    buffers a frame; `save()` writes the episode and the metadata so that the dataset on disk is
+    always complete: the episode being recorded only appears once saved. `discard()` drops it
+    (re-record). v2.1: the episode's own parquet file and videos, then the metadata, each
+    atomically. v3.0 (`version`, or an existing v3.0 dataset): the episode goes into the
+    current shared files (or starts the next ones when they are full), as one commit
+    (`pipelines.dataset.v30.V30Appender`).
+
+    `vcodec` is the video codec (av1, h264 or mpeg4; default: av1 where PyAV has SVT-AV1).
+    Appending keeps the dataset's codec: asking for another one is a DatasetError.
     """
 
     def __init__(
@@ -42,7 +56,11 @@ class EpisodeRecorder:
         cameras: dict[str, tuple[int, int]],
         robot_type: str = "so101_follower",
         data_type: str = "demo",
+        version: str | None = None,
+        vcodec: str | None = None,
     ):
+        """`version`: the layout of a new dataset (default v2.1); an existing dataset keeps its
+        own, and asking for another is an error."""
         self.root = Path(root)
         self.fps = fps
         self.task = task
@@ -56,19 +74,33 @@ class EpisodeRecorder:
         self.info: dict | None = None
         self.robot_type = robot_type
         self.chunks_size = DEFAULT_CHUNKS_SIZE
+        self.version = version or V21
+        if version not in (None, V21, V30):
+            raise DatasetError(f"--format {version!r}: {V21} or {V30}")
+        self._appender: V30Appender | None = None
         if (self.root / "meta" / "info.json").exists():
-            self._continue()
+            self.vcodec = self._continue(version, vcodec)
         elif self.root.exists() and any(self.root.iterdir()):
             raise DatasetError(f"{self.root}: exists, is not empty and is not a LeRobot dataset")
+        else:
+            self.vcodec = resolve_video_codec(vcodec)
+        for h, w in self.cameras.values():
+            check_frame_size(self.vcodec, w, h)
         self._frames: list[tuple] = []
         self._videos: dict[str, VideoWriter] = {}
         self._image_stats: dict[str, ImageStats] = {}
         self.episode_index: int | None = None
 
-    def _continue(self) -> None:
+    def _continue(self, version: str | None, vcodec: str | None) -> str:
+        """Load the dataset to append to; returns the video codec to record with (its own)."""
+        finish_interrupted_commit(self.root)
         ds = LeRobotDataset(self.root)
-        if ds.version != V21:
-            raise DatasetError(f"{self.root}: LeRobot {ds.version}; recording appends to v2.1")
+        if version is not None and ds.version != version:
+            raise DatasetError(
+                f"{self.root}/meta/info.json: a LeRobot {ds.version} dataset; cannot append "
+                f"{version} episodes to it"
+            )
+        self.version = ds.version
         if ds.fps != self.fps:
             raise DatasetError(f"{self.root}/meta/info.json: fps {ds.fps}, recording at {self.fps}")
         want = {
@@ -85,6 +117,27 @@ class EpisodeRecorder:
         self._tasks = dict(ds.tasks)
         self._episodes = [ds.episodes[e] for e in sorted(ds.episodes)]
         self._stats = dict(ds.episodes_stats)
+        if self.version == V30:
+            self._appender = V30Appender(self.root, ds.info)
+        codecs = {(ds.features[k].get("info") or {}).get("video.codec") for k in want}
+        if not codecs:
+            return resolve_video_codec(vcodec)
+        have = sorted(str(c) for c in codecs)
+        if len(have) > 1 or (vcodec is not None and resolve_video_codec(vcodec) != have[0]):
+            raise DatasetError(
+                f"{self.root}/meta/info.json: the videos are {', '.join(have)}; appending "
+                f"keeps the dataset's codec (leave out the codec option, or record a new dataset)"
+            )
+        try:
+            return resolve_video_codec(have[0])
+        except DatasetError as e:
+            raise DatasetError(f"{self.root}/meta/info.json: cannot append: {e}") from None
+
+    def _episode_video(self, key: str) -> Path:
+        if self.version == V21:
+            return episode_video_path(self.root, self.episode_index, key, self.chunks_size)
+        # v3.0: a single-episode video that `save` concatenates into the camera's shared file
+        return temp_path_for(self.root / "videos" / key / f"episode_{self.episode_index:06d}.mp4")
 
     @property
     def total_frames(self) -> int:
@@ -96,12 +149,7 @@ class EpisodeRecorder:
         self.episode_index = len(self._episodes)
         self._frames = []
         self._videos = {
-            key: VideoWriter(
-                episode_video_path(self.root, self.episode_index, key, self.chunks_size),
-                self.fps,
-                w,
-                h,
-            )
+            key: VideoWriter(self._episode_video(key), self.fps, w, h, codec=self.vcodec)
             for key, (h, w) in self.cameras.items()
         }
         self._image_stats = {key: ImageStats() for key in self.cameras}
@@ -125,6 +173,11 @@ class EpisodeRecorder:
         for writer in self._videos.values():
             writer.abort()
         self._videos, self._frames, self.episode_index = {}, [], None
+
+    def close(self) -> None:
+        """Drop an episode still being recorded (nothing of it stays on disk)."""
+        if self.episode_index is not None:
+            self.discard()
 
     def save(self, success: bool, success_from: int | None = None) -> dict:
         """Write the episode; `success` puts reward 1.0 on its last frame, or on every frame
@@ -158,20 +211,18 @@ class EpisodeRecorder:
             },
             {"observation.state": self._vector, "action": self._vector},
         )
-        write_parquet(episode_data_path(self.root, ep, chunks_size=self.chunks_size), table)
         for writer in self._videos.values():
             writer.close()
         stats = table_stats(table)
         stats.update({key: acc.result() for key, acc in self._image_stats.items()})
-        self._stats[ep] = stats
-        self._episodes.append({"episode_index": ep, "tasks": [self.task], "length": n})
         if self.info is None:
             videos = {
-                k: video_feature(h, w, self.fps, VIDEO_CODEC) for k, (h, w) in self.cameras.items()
+                k: video_feature(h, w, self.fps, self.vcodec) for k, (h, w) in self.cameras.items()
             }
             features = features_of(table, videos)
             features["observation.state"] = features["action"] = dict(self._vector)
-            self.info = new_info(
+            make_info = new_info_v30 if self.version == V30 else new_info
+            self.info = make_info(
                 fps=self.fps,
                 features=features,
                 total_episodes=0,
@@ -179,6 +230,25 @@ class EpisodeRecorder:
                 total_tasks=0,
                 robot_type=self.robot_type,
             )
+            if self.version == V30:
+                self._appender = V30Appender(self.root, self.info)
+        self._episodes.append({"episode_index": ep, "tasks": [self.task], "length": n})
+        if self._appender is not None:
+            self._appender.tasks = dict(self._tasks)
+            self._appender.append(
+                table, {k: w.path for k, w in self._videos.items()}, stats, [self.task]
+            )
+            for writer in self._videos.values():  # concatenated into the shared files
+                writer.path.unlink(missing_ok=True)
+            self.info = self._appender.info
+        else:
+            self._save_v21(ep, table, stats)
+        self._videos, self._frames, self.episode_index = {}, [], None
+        return {"episode_index": ep, "length": n, "success": success}
+
+    def _save_v21(self, ep: int, table, stats: dict) -> None:
+        write_parquet(episode_data_path(self.root, ep, chunks_size=self.chunks_size), table)
+        self._stats[ep] = stats
         n_eps = len(self._episodes)
         n_videos = len(self.cameras)
         self.info.update(
@@ -196,5 +266,3 @@ class EpisodeRecorder:
             episodes=self._episodes,
             episodes_stats=self._stats,
         )
-        self._videos, self._frames, self.episode_index = {}, [], None
-        return {"episode_index": ep, "length": n, "success": success}

@@ -1,5 +1,6 @@
 """`flywheel label` end to end on a local Ray cluster: labels, metadata, errors, crashes."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,12 +19,17 @@ import pytest
 from pipelines import advantage as adv
 from pipelines import label
 from pipelines.dataset import (
+    JOURNAL,
+    V21,
+    V30,
     LeRobotDataset,
     episode_data_path,
+    episode_rows,
     read_columns,
     write_meta,
     write_parquet,
 )
+from pipelines.dataset.atomic import is_temp
 from pipelines.progress_dataset import make_progress_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +38,12 @@ SHARED = ROOT.parent / "shared" / "datasets"
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def snapshot(root: Path) -> dict[str, str]:
+def snapshot(root: Path, temps: bool = True) -> dict[str, str]:
+    """Every file's hash (`temps=False`: leaving out the temporaries a writer stages)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and (temps or not is_temp(p.name))
     }
 
 
@@ -325,12 +332,107 @@ def test_bad_input_is_one_line_exit_2_and_dataset_untouched(small, capsys, case,
     assert snapshot(small) == before
 
 
-def test_v30_dataset_is_refused_clearly(tmp_path, capsys):
-    if not SHARED.is_dir():
-        pytest.skip("../shared/datasets not present")
-    root = shutil.copytree(SHARED / "so101_v30_record_test", tmp_path / "so101")
-    code, _, err = run_cli([root, "--no-mlflow"], capsys)
-    assert code == 2 and "v3.0" in err and "rewrites LeRobot v2.1" in err
+def _corrupt_column(path: Path, column: str) -> None:
+    """Overwrite the data pages of one column (of the first row group) with junk."""
+    meta = pq.read_metadata(path).row_group(0)
+    (chunk,) = [
+        meta.column(i)
+        for i in range(meta.num_columns)
+        if meta.column(i).path_in_schema.split(".list.")[0] == column
+    ]
+    data = bytearray(path.read_bytes())
+    start = chunk.data_page_offset
+    data[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("version", [V21, V30])
+def test_a_corrupt_column_the_scan_never_reads_changes_nothing(tmp_path, capsys, version):
+    root = make_progress_dataset(
+        tmp_path / "ds", episodes=12, seed=3, version=version, data_files_size_in_mb=0.01
+    )
+    victim = LeRobotDataset(root).data_files()[2]
+    _corrupt_column(victim, "observation.state")
+    read_columns(victim, ["progress", "episode_index", "task_index"])  # what the scan reads
+    before = snapshot(root)
+    code, _, err = run_cli([root, "--threshold", "30", "--no-mlflow"], capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    rel = str(victim.relative_to(root))
+    assert f"{rel}: unreadable parquet file" in line and "nothing was changed" in line, line
+    assert snapshot(root) == before  # byte-identical, and no temporary left behind
+
+
+def test_v30_dataset_is_relabeled_in_place(tmp_path, capsys):
+    root = make_progress_dataset(
+        tmp_path / "ds", episodes=12, seed=3, stage_nums=2, version=V30, data_files_size_in_mb=0.03
+    )
+    ds = LeRobotDataset(root)
+    before = {p: read_columns(p) for p in ds.data_files()}
+    assert 1 < len(before) < 12  # several files, several episodes in some
+    stats_before = json.loads((root / "meta" / "stats.json").read_text())
+    want = expected_labels(root, K=2, threshold=30)
+    code, _, err = run_cli([root, "--threshold", "30", "--stage-nums", "2", "--no-mlflow"], capsys)
+    assert code == 0, err
+
+    ds = LeRobotDataset(root)
+    texts = [
+        "pick up the red cube, Advantage: negative",
+        "pick up the red cube, Advantage: positive",
+    ]
+    assert ds.tasks == dict(enumerate(texts)) and ds.info["total_tasks"] == 2
+    import pandas as pd  # as LeRobot reads it: the texts are the index
+
+    assert pd.read_parquet(root / "meta" / "tasks.parquet")["task_index"].to_dict() == {
+        t: i for i, t in enumerate(texts)
+    }
+    for path, old in before.items():
+        new = read_columns(path)
+        assert new.drop(["task_index"]).equals(old.drop(["task_index"]))
+    rows = {r["episode_index"]: r for r in episode_rows(ds)}
+    all_labels = []
+    for e in ds.episode_indices:
+        ti = ds.read_episode(e, ["task_index"])["task_index"].to_numpy()
+        assert ti.tolist() == want[e].tolist()
+        all_labels.append(ti)
+        assert rows[e]["tasks"] == [texts[i] for i in sorted(set(ti.tolist()))]
+        assert rows[e]["stats/task_index/mean"] == [pytest.approx(ti.mean())]
+        assert rows[e]["stats/task_index/q50"] == [pytest.approx(np.quantile(ti, 0.5))]
+    stats = json.loads((root / "meta" / "stats.json").read_text())
+    assert {k: v for k, v in stats.items() if k != "task_index"} == {
+        k: v for k, v in stats_before.items() if k != "task_index"
+    }
+    labels = np.concatenate(all_labels)
+    assert stats["task_index"]["mean"] == [pytest.approx(labels.mean())]
+    assert stats["task_index"]["count"] == [len(labels)]
+
+
+def _lerobot_dataset(name: str, tmp_path: Path) -> Path:
+    for where in (ROOT / "tests" / "data", SHARED):
+        if (where / name).is_dir():
+            return Path(shutil.copytree(where / name, tmp_path / name))
+    pytest.skip(f"{name} not present")
+
+
+@pytest.mark.parametrize("name", ["lerobot061_v30_h264", "lerobot033_v21_av1"])
+def test_datasets_lerobot_wrote_are_labeled_in_place(tmp_path, capsys, name):
+    root = _lerobot_dataset(name, tmp_path)
+    ds = LeRobotDataset(root)
+    before = {e: ds.read_episode(e) for e in ds.episode_indices}
+    videos = snapshot(root / "videos")
+    want = expected_labels(root, K=1, threshold=30, chunk=10)
+    code, _, err = run_cli([root, "--threshold", "30", "--chunk-size", "10", "--no-mlflow"], capsys)
+    assert code == 0, err
+    ds = LeRobotDataset(root)
+    assert sorted(ds.tasks.values()) == [
+        "pick the cube, Advantage: negative",
+        "pick the cube, Advantage: positive",
+    ]
+    for e, old in before.items():
+        new = ds.read_episode(e)
+        assert new["task_index"].to_numpy().tolist() == want[e].tolist()
+        assert new.drop(["task_index"]).equals(old.drop(["task_index"]))
+    assert snapshot(root / "videos") == videos
 
 
 def test_missing_progress_in_a_real_dataset(tmp_path, capsys):
@@ -348,43 +450,91 @@ def test_missing_progress_in_a_real_dataset(tmp_path, capsys):
 # ----------------------------------------------------------------------------- crash safety
 
 
-def test_killed_midway_then_rerun_gives_the_uninterrupted_result(tmp_path):
-    src = make_progress_dataset(
-        tmp_path / "src", episodes=600, seed=11, min_length=30, max_length=60, stage_nums=2
-    )
-    args = ["--threshold", "30", "--stage-nums", "2", "--no-mlflow"]
-    clean = Path(shutil.copytree(src, tmp_path / "clean"))
-    assert label.main([str(clean), *args]) == 0
+KILL_ARGS = ["--threshold", "30", "--stage-nums", "2", "--no-mlflow"]
 
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a job and every process it started (its local Ray cluster), as a crash would.
+
+    Ray's worker processes outlive a killed driver for a moment; left alive they could still
+    stage files while the test looks at the dataset.
+    """
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    proc.kill()  # the driver through Popen, which reaps it and keeps its exit status
+    for p in children:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    proc.wait()
+    psutil.wait_procs(children, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def unlabeled_and_labeled(tmp_path_factory, ray_cluster):
+    """A 600-episode dataset, and the same labeled by an uninterrupted run."""
+    where = tmp_path_factory.mktemp("kill")
+    src = make_progress_dataset(
+        where / "src", episodes=600, seed=11, min_length=30, max_length=60, stage_nums=2
+    )
+    clean = Path(shutil.copytree(src, where / "clean"))
+    assert label.main([str(clean), *KILL_ARGS]) == 0
+    return src, snapshot(clean)
+
+
+@pytest.mark.parametrize("phase", ["scan", "staging", "commit"])
+def test_killed_then_rerun_gives_the_uninterrupted_result(tmp_path, phase, unlabeled_and_labeled):
+    src, clean = unlabeled_and_labeled
+    args = KILL_ARGS
     victim = Path(shutil.copytree(src, tmp_path / "victim"))
-    files = LeRobotDataset(victim).data_files()
-    mtimes = {f: f.stat().st_mtime_ns for f in files}
-    env = dict(os.environ)
+    before = snapshot(victim)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("RAY_ADDRESS", None)
+    if phase == "commit":  # the process kills itself after putting 200 files in place
+        env["FLYWHEEL_FAILPOINT"] = "commit:200"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipelines.label", str(victim), *args],
         cwd=ROOT,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
-    changed, deadline = 0, time.time() + 120
-    while proc.poll() is None and time.time() < deadline:
-        changed = sum(f.stat().st_mtime_ns != m for f, m in mtimes.items())
-        if changed >= 1:
-            break
-        time.sleep(0.002)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 0 < changed < len(files), "the kill did not land inside the write pass"
+    data = victim / "data" / "chunk-000"
+    try:
+        if phase == "scan":  # as soon as the scan has started
+            for line in proc.stdout:
+                if line.startswith("Collecting rewards"):
+                    break
+        elif phase == "staging":  # as soon as the first relabeled file is staged
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and proc.poll() is None:
+                if any(is_temp(name) for name in os.listdir(data)):
+                    break
+                time.sleep(0.005)
+        else:
+            proc.wait(timeout=180)
+    finally:
+        _kill_tree(proc)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
 
-    for f in files:  # no file is truncated or half-written
+    journal = victim / JOURNAL
+    if phase == "commit":
+        assert journal.exists()
+        changed = sum(snapshot(victim).get(k) != v for k, v in before.items())
+        assert 0 < changed < 600  # killed halfway through putting the files in place
+    else:  # nothing changed (temporaries aside), nothing to finish
+        assert not journal.exists()
+        assert snapshot(victim, temps=False) == before
+    for f in LeRobotDataset(victim).data_files():  # no file is truncated or half-written
         pq.read_metadata(f)
-    # a stale temp file such as a killed writer leaves behind
-    (files[0].parent / f".{files[0].name}.flywheel-{'0' * 32}.tmp").write_bytes(b"PAR1")
     assert label.main([str(victim), *args]) == 0
-    assert snapshot(victim) == snapshot(clean)
+    assert snapshot(victim) == clean
 
 
 def test_mlflow_run_is_logged(small, mlflow_uri, capsys):
