@@ -176,6 +176,14 @@ def _error_text(data: bytes) -> str:
         return " ".join(data[:200].decode(errors="replace").split())
 
 
+def _refused(e: Exception) -> Exception:
+    """A refused request as a RewardRequestError of one line (Ray wraps it with a traceback);
+    any other error as it is."""
+    if isinstance(e, RewardRequestError):
+        return RewardRequestError(str(getattr(e, "cause", None) or e).splitlines()[0])
+    return e
+
+
 def _why(e: BaseException) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
 
@@ -227,7 +235,7 @@ class HandleRewardClient(_Retrying):
                 return self.handle.score.remote(images).result(timeout_s=self.timeout_s)
             except Exception as e:
                 if not _retriable(e):
-                    raise
+                    raise _refused(e) from None
                 self.wait(attempt, started, _why(e))
 
     async def score_async(self, images: dict[str, np.ndarray]) -> dict:
@@ -241,5 +249,5 @@ class HandleRewardClient(_Retrying):
                 return await asyncio.wait_for(self.handle.score.remote(images), self.timeout_s)
             except Exception as e:
                 if not _retriable(e):
-                    raise
+                    raise _refused(e) from None
                 await asyncio.sleep(self.pause(attempt, started, _why(e)))

@@ -220,8 +220,9 @@ def test_malformed_requests_answer_400_in_one_line(endpoint):
     with pytest.raises(RewardRequestError, match="HTTP 400: .*missing"):
         client.score({CAMS[0]: _frames(1)[CAMS[0]]})
     by_handle = HandleRewardClient(endpoint.handle)
-    with pytest.raises(RewardRequestError, match="64x64, the model takes 128x128"):
+    with pytest.raises(RewardRequestError, match="64x64, the model takes 128x128") as refused:
         by_handle.score(_frames(1, 64))
+    assert "\n" not in str(refused.value)
     assert client.retried == by_handle.retried == 0  # a refused request is not retried
 
 
