@@ -419,8 +419,46 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
             f"Serve already runs on this Ray cluster with HTTP on {host}:{port}; add the "
             f"endpoint there with --host {host} --port {port}, or stop it (serve shutdown)"
         )
-    serve.start(http_options={"host": cfg.host, "port": cfg.port})
-    return serve.run(reward_app(app_cfg, loader), name=cfg.name, route_prefix=cfg.route_prefix)
+    import ray
+
+    http = {"host": cfg.host, "port": cfg.port}
+    try:
+        serve.start(http_options=http)
+    except (ray.exceptions.RayActorError, TimeoutError):
+        # its HTTP proxy did not come up in time (a busy machine): the controller is up and
+        # starts another proxy, which `wait_for_http` below waits for
+        serve.start(http_options=http)
+    handle = serve.run(reward_app(app_cfg, loader), name=cfg.name, route_prefix=cfg.route_prefix)
+    wait_for_http(cfg.host, cfg.port)
+    return handle
+
+
+def wait_for_http(host: str, port: int, deadline_s: float = 180.0) -> None:
+    """Wait until Serve's proxy answers `/-/healthz` on host:port; a ClusterError if it does not."""
+    import http.client
+
+    from pipelines.cluster import ClusterError
+
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    end = time.monotonic() + deadline_s
+    why = "no answer"
+    while time.monotonic() < end:
+        conn = http.client.HTTPConnection(address, port, timeout=5)
+        try:
+            conn.request("GET", "/-/healthz")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                return
+            why = f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as e:
+            why = f"{type(e).__name__}: {e}"
+        finally:
+            conn.close()
+        time.sleep(0.2)
+    raise ClusterError(
+        f"Serve's HTTP proxy on {host}:{port} is not up after {deadline_s:.0f} s ({why})"
+    )
 
 
 def _serve_http() -> tuple[str, int] | None:
