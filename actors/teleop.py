@@ -19,6 +19,13 @@ automatic judge such as the simulator's success watcher does) is ignored once th
 ended, and a control left pending when an episode ends (it lost the race with the time limit) is
 dropped, not applied to the next episode. Only `stop` carries over: the session then ends
 before starting another episode.
+
+With `steps_after_success` N (seed 002's `number_of_steps_after_success`), a success does not
+end the episode at once: N more frames are recorded, and the frame at which the success was
+taken and every frame after it get reward 1.0 (the operator said the scene shows success from
+there on; the success-frames CSV written beside the dataset says the same). A failure, re-record
+or stop during those frames ends the episode as it would otherwise; the time limit then saves it
+as a success.
 """
 
 from __future__ import annotations
@@ -54,12 +61,14 @@ class TeleopSession:
         fps: float = 30.0,
         episode_time_s: float = 30.0,
         on_episode_start=None,
+        steps_after_success: int = 0,
     ):
         self.follower, self.leader, self.cameras = follower, leader, dict(cameras)
         self.recorder = recorder
         self.fps = fps
         self.episode_time_s = episode_time_s
         self.on_episode_start = on_episode_start
+        self.steps_after_success = steps_after_success
         self._event: str | None = None
         self._lock = threading.Lock()
         self.attempt = 0
@@ -132,10 +141,11 @@ class TeleopSession:
             next_tick, last, late = start, None, 0
             periods = []
             event = None
+            success_at = None  # the frame at which a success was taken (steps_after_success)
             while event is None:
                 now = time.monotonic()
                 if now >= deadline:
-                    event = TIMEOUT
+                    event = TIMEOUT if success_at is None else SUCCESS
                     break
                 if next_tick > now:
                     time.sleep(next_tick - now)
@@ -155,10 +165,15 @@ class TeleopSession:
                     late += 1
                     next_tick = time.monotonic()
                 event = self._take_event()
+                if success_at is not None and event in (None, SUCCESS):
+                    done = self.frames_this_episode > success_at + self.steps_after_success
+                    event = SUCCESS if done else None
+                elif event == SUCCESS and self.steps_after_success:
+                    success_at, event = self.frames_this_episode - 1, None
             if event == RERECORD:
                 self.recorder.discard()
                 continue
-            meta = self.recorder.save(success=event == SUCCESS)
+            meta = self.recorder.save(success=event == SUCCESS, success_from=success_at)
             return EpisodeOutcome(ep, meta["length"], event, late, periods)
 
     def run(self, episodes: int) -> list[EpisodeOutcome]:

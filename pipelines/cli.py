@@ -12,6 +12,8 @@ COMMANDS = {
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
+    "train-classifier": ("pipelines.train_classifier", "train the reward classifier (Ray Train)"),
+    "serve-reward": ("serving.reward", "serve the reward classifier (Ray Serve, HTTP + handle)"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }

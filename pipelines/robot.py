@@ -237,6 +237,7 @@ def teleop(args) -> int:
     from actors.arm import follower_actor, leader_actor
     from actors.camera import OpenCVCamera, RobotCamera
     from actors.teleop import KeyboardControls, TeleopSession
+    from pipelines.classifier.labels import sync_success_csv
     from pipelines.cluster import connect
     from pipelines.dataset import EpisodeRecorder
 
@@ -244,6 +245,8 @@ def teleop(args) -> int:
     if not sim and (args.follower_port is None or args.leader_port is None):
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
     camera_specs = _camera_specs(args.camera)
+    if args.steps_after_success < 0:
+        raise RobotError(f"--steps-after-success {args.steps_after_success}: at least 0")
     try:
         if args.format not in (None, V21, V30):
             raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
@@ -315,6 +318,7 @@ def teleop(args) -> int:
             fps=args.fps,
             episode_time_s=args.episode_time,
             on_episode_start=new_episode,
+            steps_after_success=args.steps_after_success,
         )
         keys = KeyboardControls(session)
         if keys.start():
@@ -346,6 +350,7 @@ def teleop(args) -> int:
             jitter = f", period jitter p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         print(f"  episode {o.episode_index}: {o.frames} frames, {o.outcome}{jitter}")
     print(f"Dataset: {args.out}")
+    print(f"Success frames: {sync_success_csv(args.out)}")  # the reward classifier's labels
     return 0
 
 
@@ -446,6 +451,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--max-step", type=float, default=10.0, help="largest follower move per tick (degrees)"
+    )
+    q.add_argument(
+        "--steps-after-success",
+        type=int,
+        default=0,
+        metavar="N",
+        help="record N more frames after the success key (reward 1 on them)",
     )
     q.add_argument("--sim", action="store_true", help="emulated arms (the default without ports)")
     q.add_argument("--sim-task", default="reach_grasp", choices=["reach_grasp", "pick_lift"])
