@@ -2,7 +2,8 @@
 
 * **Any policy** with `reset()` and `act(observation) -> action` (the `Policy` protocol) plugs
   in. Where it comes from is a **source**: `controller:<name>` for the scripted controllers
-  (expert, hesitant, noisy, failing), or a checkpoint folder, loaded by the loader registered
+  (expert, hesitant, noisy, failing), or a checkpoint folder (or a run folder: its latest
+  checkpoint), loaded by the loader registered
   for its kind (`register_loader("policy")` here; a later model registers its own kind without
   touching this module). A checkpoint of a kind nobody registered (an estimator) is refused
   in one line.
@@ -37,7 +38,7 @@ import numpy as np
 
 from pipelines.dataset import DatasetError
 from pipelines.policy.stats import mcnemar_exact, paired_counts, wilson_interval
-from pipelines.training import checkpoint_kind
+from pipelines.training import checkpoint_kind, latest_checkpoint
 
 CONTROLLER_PREFIX = "controller:"
 PROMPT_CHOICES = ("positive", "negative", "none")
@@ -279,14 +280,28 @@ def load_source(source: str, options: ArmOptions) -> LoadedPolicy:
     if not path.exists():
         raise DatasetError(f"{source}: no such checkpoint (or controller:<name>)")
     kind = checkpoint_kind(path)
+    if kind is None:  # a run folder: its latest checkpoint
+        path, kind = latest_in_run(path)
     if kind is None:
-        raise DatasetError(f"{source}: not a checkpoint folder (no state.pt and <kind>.json)")
+        raise DatasetError(
+            f"{source}: not a checkpoint folder (no state.pt and <kind>.json) nor a run folder "
+            "holding checkpoint_* folders"
+        )
     if kind not in LOADERS:
         raise DatasetError(
             f"{source}: {_a(kind)} checkpoint; eval-policy evaluates policies "
             f"(checkpoint kinds: {', '.join(sorted(LOADERS))}; or controller:<name>)"
         )
     return LOADERS[kind](path, options)
+
+
+def latest_in_run(run_dir: Path) -> tuple[Path, str | None]:
+    """The checkpoint of a run folder with the most steps, and its kind (None: no checkpoint)."""
+    kinds = {checkpoint_kind(p) for p in run_dir.glob("checkpoint_*") if p.is_dir()} - {None}
+    if len(kinds) != 1:
+        return run_dir, None
+    kind = kinds.pop()
+    return latest_checkpoint(run_dir, kind), kind
 
 
 def _a(word: str) -> str:

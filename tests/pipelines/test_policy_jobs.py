@@ -113,14 +113,16 @@ def test_train_resume_and_evaluate(datasets, tmp_path, mlflow_uri, ray_cluster, 
     videos = [a.path for a in client.list_artifacts(runs[0].info.run_id, "videos/arm3")]
     assert len(videos) == 1 and videos[0].endswith(".mp4")
 
-    # one process, without Ray: the same episodes, the same outcomes (paired, deterministic)
+    # one process, without Ray: the same episodes, the same outcomes (paired, deterministic);
+    # a run folder stands for its latest checkpoint
     again = tmp_path / "again.json"
     code = eval_policy.main(
-        [ckpt, "--episodes", "2", "--seed", "40", "--one-process", "--no-mlflow",
+        [str(storage / "awbc"), "--episodes", "2", "--seed", "40", "--one-process", "--no-mlflow",
          "--report", str(again), "--compare", "controller:expert"]
     )  # fmt: skip
     assert code == 0
     one = json.loads(again.read_text())
+    assert one["arms"][0]["name"] == "awbc:positive" and one["mode"] == "one process"
     for a, b in zip(one["arms"], [rep["arms"][0], rep["arms"][3]], strict=True):
         assert (a["success"], a["steps"]) == (b["success"], b["steps"])
 
