@@ -271,7 +271,7 @@ def table(arms: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--work", default=str(ROOT / "benchmarks" / "work-policy-quality"))
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "policy-quality"))
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--training-seeds", default="0,1")

@@ -142,6 +142,24 @@ class PromptTable:
             top[t] = lab == "positive" or (highest is not None and lab == str(highest))
         return cls(texts, labeled, bare, top)
 
+    def to_dict(self) -> dict:
+        """JSON-able (checkpoint metadata, Ray Train's loop config)."""
+        return {
+            "texts": list(self.texts),
+            "labeled": self.labeled.tolist(),
+            "bare": self.bare.tolist(),
+            "top": self.top.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PromptTable:
+        return cls(
+            list(d["texts"]),
+            np.asarray(d["labeled"], dtype=np.int64),
+            np.asarray(d["bare"], dtype=np.int64),
+            np.asarray(d["top"], dtype=bool),
+        )
+
 
 def prompt_rows(
     task_index: np.ndarray,

@@ -81,6 +81,7 @@ class LoadedPolicy(Protocol):
     """A policy source loaded in the driver; picklable, so it travels to Ray tasks."""
 
     name: str
+    source: str  # what the user gave: a checkpoint folder or controller:<name>
     env: EnvSettings | None  # None: runs in whatever settings the other arms need
 
     def check(self, env) -> None: ...
@@ -125,6 +126,7 @@ class ControllerPolicy:
 class LoadedController:
     controller: str
     name: str
+    source: str
     env: EnvSettings | None = None
 
     def check(self, env) -> None:
@@ -142,7 +144,7 @@ def load_controller(source: str, options: ArmOptions) -> LoadedController:
         raise DatasetError(
             f"{source}: no such controller (one of {', '.join(sorted(CONTROLLERS))})"
         )
-    return LoadedController(name, options.name or source)
+    return LoadedController(name, options.name or source, source)
 
 
 # --------------------------------------------------------------------------- policy checkpoints
@@ -193,6 +195,7 @@ class LoadedChunkPolicy:
     """A `policy` checkpoint: config, weights and the prompt to run it with."""
 
     name: str
+    source: str
     env: EnvSettings
     model_config: dict
     state: dict
@@ -261,8 +264,9 @@ def load_chunk_policy(path: Path, options: ArmOptions) -> LoadedChunkPolicy:
             "(positive, negative or a labeled text), not the bare task"
         )
     name = options.name or _arm_name(path, options)
+    state = load_state(path)["model"]
     return LoadedChunkPolicy(
-        name, env, model_config, load_state(path)["model"], prompt, bare, options.cfg_scale, n_steps
+        name, str(path), env, model_config, state, prompt, bare, options.cfg_scale, n_steps
     )
 
 
@@ -520,9 +524,7 @@ def run(cfg: EvalConfig, out=print) -> EvalResult:
     else:
         results = _run_on_ray(loaded, env_settings, seeds, record, cfg)
     arms = [
-        ArmResult(
-            p.name, _source_of(p), getattr(p, "prompt", None), getattr(p, "cfg_scale", 1.0), r
-        )
+        ArmResult(p.name, p.source, getattr(p, "prompt", None), getattr(p, "cfg_scale", 1.0), r)
         for p, r in zip(loaded, results, strict=True)
     ]
     comparisons = [compare(arms[0], a) for a in arms[1:]]
@@ -545,10 +547,6 @@ def run(cfg: EvalConfig, out=print) -> EvalResult:
     if mlflow_uri:
         result.mlflow_run = _log_mlflow(mlflow_uri, cfg, result)
     return result
-
-
-def _source_of(p: LoadedPolicy) -> str:
-    return getattr(p, "controller", None) and f"{CONTROLLER_PREFIX}{p.controller}" or p.name
 
 
 def _run_on_ray(loaded, env_settings, seeds, record, cfg: EvalConfig):

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.policy.data import FrameStore, PromptTable, chunk_indices, next_frames, prompt_rows
+from pipelines.policy.data import (
+    FrameStore,
+    PromptTable,
+    chunk_indices,
+    delta_timestamps,
+    next_frames,
+    prompt_rows,
+)
 from pipelines.policy.model import ChunkPolicy
 from pipelines.policy.weighting import (
     advantage_weights,
@@ -82,8 +89,6 @@ def make_batch(
     `tokens`: the word ids of every row of `prompts.texts`; `type_weights`: the loss weight of
     each data-type code.
     """
-    from pipelines.policy.data import delta_timestamps
-
     ends = store.episode_end[frames]
     idx, is_pad = chunk_indices(frames, ends, delta_timestamps(chunk_size, config.fps), config.fps)
     images = store.images[frames]

@@ -168,7 +168,6 @@ def _check_numbers(cfg: TrainPolicyConfig) -> None:
             raise DatasetError(f"{name} {value}: must be a positive number")
     for name, value in (
         ("--indicator-dropout", cfg.indicator_dropout),
-        ("--expectile", cfg.expectile),
         ("--discount", cfg.discount),
         ("--target-tau", cfg.target_tau),
     ):
@@ -477,12 +476,7 @@ def train_loop(config: dict) -> None:
         [load_episode(ds, e, mcfg.cameras, mcfg.image_size, data_dir, adv) for e in shard], shard
     )
     decode_s = time.time() - t0
-    prompts = PromptTable(**config["prompts"])
-    prompts.labeled, prompts.bare, prompts.top = (
-        np.asarray(prompts.labeled),
-        np.asarray(prompts.bare),
-        np.asarray(prompts.top, dtype=bool),
-    )
+    prompts = PromptTable.from_dict(config["prompts"])
     tokens = tokenize(prompts.texts, mcfg.prompt_vocab)
     weights = parse_data_type_weights(config["data_type_weights"])
     type_weights = np.array([weights[t] for t in DATA_TYPES] + [1.0], dtype=np.float32)
@@ -636,12 +630,7 @@ def validate(cfg: TrainPolicyConfig) -> tuple[LeRobotDataset, dict, list[int], l
         encoder=cfg.encoder,
         action_frame=action_frame,
     )
-    prompts = {
-        "texts": scan.prompts.texts,
-        "labeled": scan.prompts.labeled.tolist(),
-        "bare": scan.prompts.bare.tolist(),
-        "top": scan.prompts.top.tolist(),
-    }
+    prompts = scan.prompts.to_dict()
     meta = {
         "kind": KIND,
         "model": model.to_dict(),

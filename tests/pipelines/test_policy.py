@@ -549,3 +549,28 @@ def test_arm_specs_and_prompts():
     bare = {"tasks": {"0": TASK}, "env": meta["env"]}
     with pytest.raises(DatasetError, match="carry no advantage labels"):
         evaluate.resolve_prompt("positive", bare)
+
+
+def test_reads_a_v30_dataset_written_by_lerobot():
+    """LeRobot 0.6.1's own v3.0 output (one multi-episode parquet and H.264 video file)."""
+    from pathlib import Path
+
+    from pipelines.policy import train
+    from pipelines.policy.data import load_episode
+
+    root = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "lerobot061_v30_h264"
+    if not root.exists():
+        pytest.skip("shared datasets not here")
+    cfg = train.TrainPolicyConfig(str(root), conditioning="none", image_size=16, holdout=0)
+    ds, meta, episodes, held = train.validate(cfg)
+    assert ds.version == "v3.0" and episodes == [0, 1, 2] and held == []
+    assert meta["train_frames"] == 135 and meta["tasks"] == {"0": "pick the cube"}
+    assert meta["model"]["cameras"] == ["observation.images.front"]
+    assert meta["env"]["image_size"] == 64 and meta["env"]["action_mode"] == "joint"
+    store = FrameStore.concat(
+        [load_episode(ds, e, meta["model"]["cameras"], 16) for e in episodes], episodes
+    )
+    assert len(store) == 135 and store.episode_end[[0, 30, 75, 134]].tolist() == [29, 74, 134, 134]
+    assert store.images.shape == (135, 1, 16, 16, 3) and store.images.std() > 0  # decoded frames
+    with pytest.raises(DatasetError, match="needs advantage labels"):
+        train.validate(train.TrainPolicyConfig(str(root), image_size=16))
