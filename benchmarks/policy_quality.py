@@ -269,6 +269,30 @@ def table(arms: dict) -> str:
     return "\n".join(rows)
 
 
+def figure(arms: dict, path: Path) -> None:
+    """Success rate per arm (pooled over training seeds) with Wilson 95 % intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(arms)
+    rates = [100 * arms[n]["success_rate"] for n in names]
+    low = [r - 100 * arms[n]["ci95"][0] for r, n in zip(rates, names, strict=True)]
+    high = [100 * arms[n]["ci95"][1] - r for r, n in zip(rates, names, strict=True)]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    colors = ["#888" if n in ("bc", "expert") else "#3a7" for n in names]
+    ax.bar(names, rates, yerr=[low, high], capsize=3, color=colors)
+    ax.set_ylabel("success, % (Wilson 95 %)")
+    ax.set_ylim(0, 105)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.set_title(
+        "Stage 3 arms on the same evaluation seeds, pooled over training seeds", fontsize=9
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "work" / "policy-quality"))
@@ -326,8 +350,9 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    figure(arms, Path(args.out).with_suffix(".png"))
     print(table(arms))
-    print(f"Wrote {args.out}")
+    print(f"Wrote {args.out} and its .png")
 
 
 if __name__ == "__main__":
