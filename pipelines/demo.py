@@ -6,7 +6,10 @@
 3. Stage 1: train a small advantage estimator on Ray Train (`flywheel train-estimator`);
 4. Stage 2: estimate every frame's advantage on Ray Data (`flywheel estimate`);
 5. Stage 0 again, from the estimate: how often it agrees with the labels from true progress;
-6. the reward classifier: trained on the episodes' success frames (`flywheel train-classifier`,
+6. Stage 3: train an AWBC policy on the estimate's labels and a plain BC policy on the same
+   frames (`flywheel train-policy`, a short budget), and roll both out in the simulator on the
+   same seeds (`flywheel eval-policy`).
+7. the reward classifier: trained on the episodes' success frames (`flywheel train-classifier`,
    Ray Train), served (`flywheel serve-reward`, Ray Serve) and asked over HTTP about every frame
    of the held-out test episodes, by four robots at once.
 """
@@ -25,7 +28,11 @@ from pipelines import estimate, label, synth, train_estimator
 from pipelines.classifier.labels import success_csv_path
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.policy import evaluate as eval_policy
+from pipelines.policy import train as train_policy
 from pipelines.tracking import TrackingError, check_tracking_uri
+
+AFTER_SUCCESS = 10  # frames recorded after each success: what the reward classifier learns
 
 
 def positive_share(dataset: Path, episodes: list[dict]) -> dict[str, float]:
@@ -47,6 +54,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     p.add_argument(
         "--classifier-steps", type=int, default=60, help="reward classifier training steps (60)"
     )
+    p.add_argument("--policy-steps", type=int, default=300, help="policy training steps (300)")
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per policy (20)")
     p.add_argument("--ray-address", default=None)
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
@@ -59,7 +68,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             if old.exists():
                 shutil.rmtree(old)
         success_csv_path(dataset).unlink(missing_ok=True)
-        print(f"[1/6] synthesizing {args.episodes} SO-101 episodes in the simulator -> {dataset}")
+        print(f"[1/7] synthesizing {args.episodes} SO-101 episodes in the simulator -> {dataset}")
         made = synth.run(
             synth.SynthConfig(
                 out=str(dataset),
@@ -74,7 +83,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
         for line in synth.summary_lines(made):
             print(line)
 
-        print("[2/6] Stage 0: labeling from progress (binary, top 30% positive)")
+        print("[2/7] Stage 0: labeling from progress (binary, top 30% positive)")
         labeling = dict(
             dataset=str(dataset),
             threshold=30.0,
@@ -94,7 +103,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             print(f"  {result.mlflow_run}")
 
         print(
-            f"[3/6] Stage 1: training the kai0 advantage estimator ({args.steps} steps, "
+            f"[3/7] Stage 1: training the kai0 advantage estimator ({args.steps} steps, "
             "2 Ray Train workers)"
         )
         trained = train_estimator.run(
@@ -119,7 +128,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             f"({trained.seconds:.0f} s); checkpoint {trained.checkpoint}"
         )
 
-        print("[4/6] Stage 2: estimating every frame's advantage (Ray Data)")
+        print("[4/7] Stage 2: estimating every frame's advantage (Ray Data)")
         est = estimate.run(
             estimate.EstimateConfig(
                 dataset=str(dataset),
@@ -129,7 +138,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
         )
         print(f"  {est.frames} frames in {est.seconds:.1f} s -> {est.out_dir}")
 
-        print("[5/6] Stage 0 from the estimate (absolute_advantage, top 30% positive)")
+        print("[5/7] Stage 0 from the estimate (absolute_advantage, top 30% positive)")
         truth = _labels(dataset, "data")
         label.run(
             label.LabelConfig(
@@ -138,20 +147,21 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
             out=lambda *a: None,
         )
         estimated = _labels(dataset, est.out_dir.name)
+        from pipelines.estimator_data import split_episodes
+
+        _, held = split_episodes(LeRobotDataset(dataset).episode_indices, 0.2, args.seed)
+        agree = np.mean(np.concatenate([truth[e] == estimated[e] for e in truth]))
+        agree_held = np.mean(np.concatenate([truth[e] == estimated[e] for e in held]))
+        print(
+            f"  labels from the estimate agree with labels from true progress on {agree:.1%} of "
+            f"frames ({agree_held:.1%} on the {len(held)} held-out episodes)"
+        )
+        policies(dataset, est.out_dir.name, out / "runs", args)
     except (DatasetError, ClusterError, TrackingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    from pipelines.estimator_data import split_episodes
-
-    _, held = split_episodes(LeRobotDataset(dataset).episode_indices, 0.2, args.seed)
-    agree = np.mean(np.concatenate([truth[e] == estimated[e] for e in truth]))
-    agree_held = np.mean(np.concatenate([truth[e] == estimated[e] for e in held]))
     print(
-        f"  labels from the estimate agree with labels from true progress on {agree:.1%} of "
-        f"frames ({agree_held:.1%} on the {len(held)} held-out episodes)"
-    )
-    print(
-        f"[6/6] the reward classifier: train ({args.classifier_steps} steps, Ray Train), serve "
+        f"[7/7] the reward classifier: train ({args.classifier_steps} steps, Ray Train), serve "
         "(Ray Serve), score held-out frames over HTTP"
     )
     try:
@@ -184,7 +194,49 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     return 0
 
 
-AFTER_SUCCESS = 10  # frames recorded after each success: what the reward classifier learns
+def policies(dataset: Path, data_dir: str, storage: Path, args) -> dict[str, float]:
+    """Stage 3: AWBC (estimated labels) and plain BC, trained alike, scored on the same seeds."""
+    print(
+        f"[6/7] Stage 3: training AWBC (prompts from the estimated labels) and plain BC "
+        f"({args.policy_steps} steps each, 2 Ray Train workers), then {args.eval_episodes} "
+        "simulated episodes each on the same seeds"
+    )
+    checkpoints = {}
+    for arm, conditioning in (("awbc", "prompt"), ("bc", "none")):
+        trained = train_policy.run(
+            train_policy.TrainPolicyConfig(
+                dataset=str(dataset),
+                data_dir=data_dir,
+                conditioning=conditioning,
+                steps=args.policy_steps,
+                checkpoint_every=args.policy_steps,
+                storage=str(storage),
+                name=f"demo-{arm}",
+                seed=args.seed,
+                ray_address=args.ray_address,
+                mlflow=not args.no_mlflow,
+            )
+        )
+        checkpoints[arm] = trained.checkpoint
+        print(
+            f"  {arm}: step {trained.step}, L1 {trained.metrics.get('l1', float('nan')):.3f} "
+            f"({trained.seconds:.0f} s)"
+        )
+    result = eval_policy.run(
+        eval_policy.EvalConfig(
+            checkpoint=checkpoints["bc"],
+            prompt="none",
+            name="bc",
+            compare=[f"{checkpoints['awbc']}#prompt=positive#name=awbc (positive prompt)"],
+            episodes=args.eval_episodes,
+            seed=args.seed,
+            ray_address=args.ray_address,
+            mlflow=not args.no_mlflow,
+        )
+    )
+    for line in eval_policy.summary_lines(result):
+        print(line)
+    return {a.name: a.summary()["success_rate"] for a in result.arms}
 
 
 def reward_classifier_step(

@@ -140,3 +140,42 @@ class ResNet10(_PooledEncoder):
             _Residual(256, 512, 2),
         )
         super().__init__(trunk, 512, out_dim)
+
+
+@register_encoder("spatial_softmax")
+class SpatialSoftmaxEncoder(nn.Module):
+    """Where things are: four plain convolutions, then a spatial soft-argmax per keypoint map.
+
+    Each of `keypoints` maps becomes the expected (x, y) of its softmax over the image (with a
+    learned temperature), so the features are image coordinates: what a policy that must put
+    its gripper on an object needs, and what global average pooling throws away. Output:
+    Linear(2 * keypoints -> out_dim). At 64 x 64 the maps are 16 x 16.
+    """
+
+    def __init__(self, out_dim: int = 64, width: int = 32, keypoints: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, 1, 1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, keypoints, 1),
+        )
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.out = nn.Linear(2 * keypoints, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        maps = self.net(x - 0.5)
+        b, k, h, w = maps.shape
+        attention = torch.softmax(maps.reshape(b, k, h * w) / self.log_temperature.exp(), dim=-1)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device, dtype=maps.dtype)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device, dtype=maps.dtype)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        points = torch.stack(
+            [attention @ grid_x.reshape(-1), attention @ grid_y.reshape(-1)], dim=-1
+        )
+        return self.out(points.reshape(b, 2 * k))
