@@ -116,6 +116,20 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert not storage.exists()  # nothing written
 
 
+def test_hilserl_sweep_checks_its_options(tmp_path, capsys):
+    import importlib.util
+
+    yaml_file = _write(tmp_path / "h.yaml", "bc_weight: [0, 0.5]\nhilserl: {no_such: 1}\n")
+    argv = ["hilserl", "--config", yaml_file, "--storage", str(tmp_path / "r"), "--no-mlflow"]
+    assert sweep.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    if importlib.util.find_spec("pipelines.hilserl") is None:
+        assert err.endswith("sweep hilserl: this build has no HIL-SERL job (pipelines.hilserl)")
+    else:
+        assert err.endswith("hilserl option 'no_such': not an option a trial may set")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "r").exists()
+
+
 def test_rerun_with_other_settings_is_refused(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()
