@@ -829,6 +829,13 @@ def run(cfg: SweepConfig, out: Callable = print) -> SweepResult:
     resumed = check_spec(folder, cfg.spec)
     trials = grid(cfg.space)
     params = list(cfg.space)
+    if kind.name == "awbc":
+        _check_awbc_dataset(cfg.inputs[0])
+    elif kind.name == "reward-threshold":
+        from pipelines.classifier.model import KIND as CLASSIFIER
+        from pipelines.training import read_meta
+
+        read_meta(cfg.inputs[0], CLASSIFIER)  # a classifier checkpoint, before Ray starts
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune boxes on the job's console
     import ray.tune
@@ -854,7 +861,6 @@ def run(cfg: SweepConfig, out: Callable = print) -> SweepResult:
             batch_size=cfg.batch_size,
             image_size=cfg.image_size,
         )
-        _check_awbc_dataset(setup["dataset"])
         trainable = ray.tune.with_parameters(awbc_trial, setup=setup)
     elif kind.name == "reward-threshold":
         out(f"Scoring the held-out frames of {cfg.inputs[1]} once ...")

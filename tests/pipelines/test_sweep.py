@@ -108,6 +108,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
         (["reward-threshold", "c", str(ds), "--threshold", "10"], "must be between 0 and 1"),
         (["awbc", str(ds), "--threshold", "10", "--steps", "0"], "--steps 0: at least 1"),
         (["awbc", str(ds), "--threshold", "10", "--name", "a/b"], "--name 'a/b'"),
+        (["awbc", str(ds), "--threshold", "10"], "meta/info.json"),
+        (["reward-threshold", str(ds), str(ds), "--threshold", "0.5"], "not a classifier"),
     ):
         argv = [*argv, "--storage", str(storage), "--no-mlflow"]
         assert sweep.main(argv) == 2, argv
