@@ -711,6 +711,15 @@ def _check_hilserl_options(cfg: SweepConfig) -> None:
             raise DatasetError(f"hilserl option {key!r}: not an option a trial may set")
 
 
+def _evaluate_hilserl(cfg):
+    """eval-policy on a HIL-SERL checkpoint (in the task's process: its loader registered)."""
+    from pipelines.policy.evaluate import run as evaluate
+
+    with contextlib.suppress(ImportError):  # registers the hilserl kind with eval-policy
+        import pipelines.rl.eval_loader  # noqa: F401
+    return evaluate(cfg, out=_quiet)
+
+
 def hilserl_trial(config: dict, setup: dict) -> None:
     """One HIL-SERL trial: a run with the trial's bc_weight / online_ratio, then eval-policy."""
     import ray.tune
@@ -718,14 +727,12 @@ def hilserl_trial(config: dict, setup: dict) -> None:
     from pipelines.hilserl import HilserlConfig
     from pipelines.hilserl import run as hilserl
     from pipelines.policy.evaluate import EvalConfig
-    from pipelines.policy.evaluate import run as evaluate
 
-    with contextlib.suppress(ImportError):  # registers the hilserl kind with eval-policy
-        import pipelines.rl.eval_loader  # noqa: F401
     params = {k: config[k] for k in setup["params"] if k in config}
     folder = Path(setup["trials_dir"]) / trial_name(params)
     folder.mkdir(parents=True, exist_ok=True)
-    result = hilserl(
+    result = outside_trial(  # its learner may ask for a GPU, which the trial's bundle lacks
+        hilserl,
         HilserlConfig(
             **setup["hilserl"],
             **{k: float(v) for k, v in params.items()},
@@ -733,10 +740,10 @@ def hilserl_trial(config: dict, setup: dict) -> None:
             storage=str(folder / "runs"),
             mlflow=False,
             quiet=True,
-        )
+        ),
     )
     evaluated = outside_trial(
-        evaluate,
+        _evaluate_hilserl,
         EvalConfig(
             result.checkpoint,
             episodes=setup["eval_episodes"],
@@ -745,7 +752,6 @@ def hilserl_trial(config: dict, setup: dict) -> None:
             mlflow=False,
             report=str(folder / "eval.json"),
         ),
-        out=_quiet,
     )
     s = evaluated.arms[0].summary()
     ray.tune.report(
