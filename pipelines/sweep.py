@@ -502,7 +502,10 @@ def results_table(kind: Kind, rows: list[TrialRow]) -> str:
 
 
 def metric_figure(rows: list[dict], params: list[str], metric: str, title: str):
-    """The metric against the first parameter; one line per value of the other parameters."""
+    """The metric against the first parameter; one line per value of the other parameters.
+
+    A trial without the metric (stopped early by ASHA, or failed) is a dotted vertical line.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -523,9 +526,8 @@ def metric_figure(rows: list[dict], params: list[str], metric: str, title: str):
         if points:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=label)
-        stopped = [m["params"][x_name] for m in members if metric not in m["metrics"]]
-        if stopped:
-            ax.scatter(stopped, [0] * len(stopped), marker="x", color="grey")
+        for x in sorted(m["params"][x_name] for m in members if metric not in m["metrics"]):
+            ax.axvline(x, color="grey", ls=":", lw=1)  # no metric: stopped early or failed
     ax.set_xlabel(x_name)
     ax.set_ylabel(metric)
     ax.set_title(title, fontsize=9)

@@ -213,8 +213,11 @@ def test_metric_figure_draws_one_line_per_other_value():
     rows.append({"params": {"threshold": 50.0, "cfg_scale": 1.0}, "metrics": {}})
     fig = sweep.metric_figure(rows, ["threshold", "cfg_scale"], "success_rate", "t")
     ax = fig.axes[0]
-    assert len(ax.lines) == 2 and ax.get_xlabel() == "threshold"
-    assert sorted(line.get_label() for line in ax.lines) == ["cfg_scale=1", "cfg_scale=1.5"]
+    data = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(data) == 2 and ax.get_xlabel() == "threshold"
+    assert sorted(line.get_label() for line in data) == ["cfg_scale=1", "cfg_scale=1.5"]
+    stopped = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert len(stopped) == 1 and list(stopped[0].get_xdata()) == [50.0, 50.0]
 
 
 def test_copy_dataset_links_videos_and_copies_the_rest(tmp_path):
