@@ -16,6 +16,10 @@ COMMANDS = {
     "serve-reward": ("serving.reward", "serve the reward classifier (Ray Serve, HTTP + handle)"),
     "train-policy": ("pipelines.train_policy", "Stage 3: train an AWBC/BC policy"),
     "eval-policy": ("pipelines.eval_policy", "success rates of policies in the simulator"),
+    "collect": (
+        "pipelines.collect",
+        "collection with critical-state approval, logged propensities",
+    ),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }
