@@ -62,7 +62,9 @@ def conditional_probabilities(p: np.ndarray, excluded: Sequence[int]) -> np.ndar
     out = p.copy()
     idx = list(excluded)
     out[idx] = 0.0
-    remaining = 1.0 - float(p[idx].sum()) if idx else 1.0
+    # 1 - sum p(excluded) is the mass of the others: summing it directly is the same quantity
+    # and keeps the conditionals summing to 1 (and a last candidate at exactly 1) in floats.
+    remaining = float(out.sum())
     if remaining <= 0.0:
         raise SelectorError("the excluded candidates hold all the probability")
     return out / remaining

@@ -1,0 +1,197 @@
+"""`flywheel collect`: the dataset and log seed 000 specifies, a durable log, bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import collect
+from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.propensity import (
+    LOG_FIELDS,
+    LOG_NAME,
+    PropensityLog,
+    dataset_log,
+    read_log,
+    validate_propensities,
+)
+
+
+def small(out, **kw):
+    args = dict(out=str(out), episodes=2, image_size=32, critical="grasp+every:6", seed=3)
+    args.update(kw)
+    return collect.CollectConfig(**args)
+
+
+@pytest.fixture(scope="module")
+def collected(ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("collect") / "ds"
+    out.mkdir()  # what an interrupted (killed) collect left: its log lines and an episode
+    (out / LOG_NAME).write_text(good_entry(collection_id="killed") + "\n")
+    (out / "data/chunk-000").mkdir(parents=True)
+    (out / "data/chunk-000/episode_000009.parquet").write_bytes(b"torn")
+    result = collect.run(small(out, selector="epsilon_greedy", scorer="expert", epsilon=0.3))
+    return out, result
+
+
+def test_dataset_and_log_are_seed_000s(collected):
+    out, result = collected
+    ds = LeRobotDataset(out)
+    feats = ds.features
+    assert feats["action_propensity"] == {"dtype": "float32", "shape": [1], "names": None}
+    assert feats["candidate_actions"]["shape"] == [4, 6]
+    assert feats["action"]["shape"] == [6]
+    log = read_log(out / LOG_NAME)
+    assert len(log) == result.frames + 1 == result.log_lines
+    assert log[0]["collection_id"] == "killed"  # the interrupted run's line stays
+    assert not (out / "data/chunk-000/episode_000009.parquet").exists()
+    assert len(dataset_log(out)) == result.frames  # readers keep this run's lines
+    assert all(set(LOG_FIELDS) <= set(e) for e in log)
+    by_frame = dataset_log(out)
+    statuses = set()
+    for ep in range(2):
+        path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
+        t = pq.read_table(path).to_pydict()
+        prop = np.array(t["action_propensity"], np.float32)
+        cands = np.array(t["candidate_actions"], np.float32)
+        sel = np.array(t["selected_candidate"])
+        action = np.array(t["action"], np.float32)
+        validate_propensities(
+            path,
+            prop,
+            np.array(t["frame_index"]),
+            np.array(t["episode_index"]),
+            cands,
+            sel,
+            by_frame,
+        )
+        statuses |= set(t["approval_status"])
+        assert set(t["selector_mode"]) == {"epsilon_greedy"}
+        crit = sel >= 0
+        assert np.array_equal(cands[crit, sel[crit]], action[crit])
+        assert np.all(prop[~crit] == 1.0)
+        assert {t["approval_status"][i] for i in np.flatnonzero(~crit)} == {"none"}
+        for i in np.flatnonzero(crit):
+            entry = by_frame[(ep, i)]
+            assert entry["is_critical"] and entry["epsilon"] == 0.3
+            assert entry["approval_status"] == t["approval_status"][i]
+            assert entry["num_candidate_actions"] == 4
+            assert entry["candidate_propensities"][sel[i]] == pytest.approx(prop[i], rel=1e-6)
+        for i in np.flatnonzero(~crit):
+            assert by_frame[(ep, i)]["approval_status"] is None  # the seed's null in the log
+    assert statuses == {"approved", "rejected", "none"}
+    meta = json.loads((out / "meta/collect.json").read_text())
+    assert meta["collection_id"] == result.collection_id and meta["candidate_count"] == 4
+
+
+def test_log_is_append_only_and_survives_kill_9(tmp_path):
+    code = (
+        "import sys; from pipelines.propensity import PropensityLog\n"
+        "log = PropensityLog(sys.argv[1])\n"
+        "i = 0\n"
+        "while True:\n"
+        "    log.append({'episode_index': 0, 'frame_index': i, 'pad': 'x' * (i % 300)}); i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    path = tmp_path / LOG_NAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 20000):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    data = path.read_bytes()
+    assert len(data) >= 20000 and data.endswith(b"\n")
+    lines = data.splitlines()
+    assert [json.loads(x)["frame_index"] for x in lines] == list(range(len(lines)))
+    with PropensityLog(tmp_path) as log:  # a rerun appends after the last complete line
+        log.append({"episode_index": 1, "frame_index": 0})
+    assert path.read_bytes().startswith(data)
+    # a torn last line (power loss) is refused, never rewritten
+    with open(path, "ab") as f:
+        f.write(b'{"episode_index": 2, "fra')
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:{len(lines) + 2}: partial last line"):
+        PropensityLog(tmp_path)
+
+
+def good_entry(**kw):
+    entry = {f: 0 for f in LOG_FIELDS}
+    entry.update(
+        is_critical=True,
+        approval_status="approved",
+        action_propensity=0.25,
+        selector_mode="random",
+        epsilon=None,
+        resampled=False,
+        num_candidate_actions=4,
+        candidate_propensities=[0.25] * 4,
+    )
+    entry.update(kw)
+    return json.dumps(entry)
+
+
+@pytest.mark.parametrize(
+    "line, msg",
+    [
+        ("{not json", "corrupt log line"),
+        (good_entry(action_propensity=0.0), r"action_propensity 0\.0 is not in \(0, 1\]"),
+        (good_entry(action_propensity=1.5), r"action_propensity 1\.5 is not in \(0, 1\]"),
+        (good_entry(approval_status="none"), "approval_status 'none'"),
+        (good_entry(candidate_propensities=[0.5, 0.5]), "2 candidate propensities for num"),
+        ('{"episode_index": 0}', "corrupt log line \\(no 'state_id'\\)"),
+    ],
+)
+def test_bad_log_lines_name_file_and_line(tmp_path, line, msg):
+    path = tmp_path / LOG_NAME
+    path.write_text(good_entry() + "\n" + line + "\n")
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:2: {msg}"):
+        read_log(path)
+
+
+def test_propensities_and_candidate_counts_are_checked(tmp_path):
+    idx = np.arange(2)
+    with pytest.raises(DatasetError, match=r"ep\.parquet: frame 1: action_propensity 0\.0"):
+        validate_propensities("ep.parquet", np.array([1.0, 0.0]), idx, idx * 0, None, None, None)
+    log = {(0, 0): {"num_candidate_actions": 3, "action_propensity": 0.5, "_line": 7}}
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:7: num_candidate_actions 3 but"):
+        validate_propensities(
+            "ep.parquet",
+            np.array([0.5]),
+            idx[:1],
+            idx[:1],
+            np.zeros((1, 4, 6)),
+            np.array([1]),
+            log,
+        )
+
+
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--selector", "greedy"], "--selector: unknown selector mode 'greedy'"),
+        (["--selector", "learned"], "--selector learned: needs --scorer"),
+        (["--critical", "every:0"], "--critical 'every:0': every:K needs"),
+        (["--responders", "expert,pilot"], "'pilot': neither a controller"),
+        (["--approver", "keyboard"], "--approver 'keyboard'"),
+        (["--epsilon", "2"], "--epsilon 2.0: between 0 and 1"),
+        (["--robot", "real"], "--robot 'real'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, msg):
+    out = tmp_path / "ds"
+    assert collect.main([str(out), "--episodes", "1", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"flywheel collect: error: {msg}") and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_a_non_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "x").write_text("mine")
+    assert collect.main([str(tmp_path), "--episodes", "1"]) == 2
+    assert "neither empty nor an interrupted collect" in capsys.readouterr().err
+    assert (tmp_path / "x").read_text() == "mine"
