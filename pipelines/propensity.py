@@ -186,20 +186,23 @@ def validate_propensities(
     propensity: np.ndarray,
     frame_index: np.ndarray,
     episode_index: np.ndarray,
-    candidates: np.ndarray | None,
+    n_candidates: int | None,
     selected: np.ndarray | None,
     log: dict[tuple[int, int], dict] | None,
 ) -> None:
-    """One episode file's propensity columns against the rules and the log (module docstring)."""
+    """One file's propensity columns against the rules and the log (module docstring).
+
+    `n_candidates`: the rows of its `candidate_actions`; `selected`: `selected_candidate`.
+    """
     for i, p in enumerate(propensity):
         if not (math.isfinite(float(p)) and 0.0 < float(p) <= 1.0):
             raise DatasetError(
                 f"{path}: frame {int(frame_index[i])}: action_propensity {float(p)!r} is not "
                 "in (0, 1]"
             )
-    if log is None or candidates is None:
+    if log is None or n_candidates is None:
         return
-    n = candidates.shape[1]
+    n = n_candidates
     for i in range(len(propensity)):
         key = (int(episode_index[i]), int(frame_index[i]))
         entry = log.get(key)

@@ -67,7 +67,7 @@ def test_dataset_and_log_are_seed_000s(collected):
             prop,
             np.array(t["frame_index"]),
             np.array(t["episode_index"]),
-            cands,
+            cands.shape[1],
             sel,
             by_frame,
         )
@@ -164,7 +164,7 @@ def test_propensities_and_candidate_counts_are_checked(tmp_path):
             np.array([0.5]),
             idx[:1],
             idx[:1],
-            np.zeros((1, 4, 6)),
+            4,
             np.array([1]),
             log,
         )
@@ -195,3 +195,126 @@ def test_a_non_empty_folder_is_refused(tmp_path, capsys):
     assert collect.main([str(tmp_path), "--episodes", "1"]) == 2
     assert "neither empty nor an interrupted collect" in capsys.readouterr().err
     assert (tmp_path / "x").read_text() == "mine"
+
+
+# --------------------------------------------------------------- propensity-weighted training
+
+
+def test_importance_weights_are_the_clipped_ratio_over_the_candidates():
+    import torch
+
+    from pipelines.policy.weighting import candidate_softmax, importance_weights
+
+    cands = torch.tensor([[[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]] * 3)
+    action = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    pi = candidate_softmax(action, cands, scale=5.0)
+    expected0 = torch.softmax(-torch.tensor([0.0, 5.0, 10.0]) / 5.0, 0)
+    assert torch.allclose(pi[0], expected0) and torch.allclose(pi.sum(1), torch.ones(3))
+    selected = torch.tensor([0, 1, -1])
+    propensity = torch.tensor([0.02, 0.5, 1.0])
+    w, clipped = importance_weights(pi, selected, propensity, max_weight=10.0)
+    assert w[0] == 10.0 and clipped.tolist() == [True, False, False]  # 0.665 / 0.02 > 10
+    assert w[1] == pytest.approx(float(pi[1, 1] / 0.5))
+    assert w[2] == 1.0  # a plain frame: one candidate, propensity 1
+
+
+def copy_dataset(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rewrite_episode(root, episode, fn):
+    from pipelines.dataset import write_parquet
+
+    path = root / f"data/chunk-000/episode_{episode:06d}.parquet"
+    write_parquet(path, fn(pq.read_table(path)))
+    return path
+
+
+def test_bad_propensity_data_is_refused_by_train_policy(collected, tmp_path, capsys):
+    import pyarrow as pa
+
+    from pipelines import train_policy
+
+    out, _ = collected
+    base = ["--conditioning", "none", "--importance-weights", "--no-mlflow", "--steps", "1"]
+
+    def error(root, *extra):
+        code = train_policy.main([str(root), *base, *extra, "--storage", str(tmp_path / "r")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, err
+        assert not (tmp_path / "r").exists()
+        return err
+
+    no_prop = copy_dataset(out, tmp_path / "no_prop")
+    rewrite_episode(no_prop, 1, lambda t: t.drop(["action_propensity"]))
+    msg = "episode_000001.parquet: no column 'action_propensity': --importance-weights needs"
+    assert msg in error(no_prop)
+
+    zero = copy_dataset(out, tmp_path / "zero")
+
+    def zero_propensity(t):
+        values = t.column("action_propensity").to_numpy().copy()
+        values[4] = 0.0
+        i = t.column_names.index("action_propensity")
+        return t.set_column(i, "action_propensity", pa.array(values, pa.float32()))
+
+    rewrite_episode(zero, 0, zero_propensity)
+    assert "episode_000000.parquet: frame 4: action_propensity 0.0 is not in (0, 1]" in error(zero)
+
+    miscount = copy_dataset(out, tmp_path / "miscount")
+    log = (miscount / LOG_NAME).read_text().splitlines()
+    for i, line in enumerate(log):
+        entry = json.loads(line)
+        if entry["is_critical"] and entry["collection_id"] != "killed":
+            entry["num_candidate_actions"] = 3
+            entry["candidate_propensities"] = entry["candidate_propensities"][:3]
+            log[i] = json.dumps(entry)
+            break
+    (miscount / LOG_NAME).write_text("\n".join(log) + "\n")
+    assert f"{LOG_NAME}:{i + 1}: num_candidate_actions 3 but" in error(miscount)
+
+    corrupt = copy_dataset(out, tmp_path / "corrupt")
+    with open(corrupt / LOG_NAME, "a") as f:
+        f.write("{oops\n")
+    assert f"{LOG_NAME}:{len(log) + 1}: corrupt log line" in error(corrupt)
+
+
+def test_rejected_frames_are_left_out_of_training(collected):
+    from pipelines.policy.data import load_episode
+
+    out, _ = collected
+    ds = LeRobotDataset(out)
+    t = pq.read_table(out / "data/chunk-000/episode_000000.parquet").to_pydict()
+    status = np.array(t["approval_status"], dtype=object)
+    assert (status == "rejected").any()
+    ep = load_episode(ds, 0, ds.camera_keys, 16, selection=True)
+    kept = status != "rejected"
+    assert len(ep["state"]) == kept.sum()  # approved and none stay, rejected go
+    assert np.array_equal(ep["action"], np.array(t["action"], np.float32)[kept])
+    assert np.array_equal(ep["selected"], np.array(t["selected_candidate"])[kept])
+    assert ep["candidates"].shape == (kept.sum(), 4, 6)
+
+
+def test_train_policy_with_importance_weights_logs_them(collected, tmp_path, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.policy import train
+
+    out, _ = collected
+    cfg = train.TrainPolicyConfig(
+        str(out), conditioning="none", importance_weights=True, self_normalize=True,
+        curriculum="propensity", workers=1, batch_size=8, image_size=16, steps=2,
+        checkpoint_every=1, storage=str(tmp_path / "runs"), name="iw",
+    )  # fmt: skip
+    result = train.run(cfg)
+    assert result.step == 2
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("flywheel-train-policy").experiment_id]
+    )
+    names = {"importance_weight_mean", "importance_weight_clipped", "importance_weight_ess"}
+    assert any(names <= set(r.data.metrics) for r in runs)
+    assert runs[0].data.params["importance_weights"] == "True"
