@@ -318,3 +318,30 @@ def test_train_policy_with_importance_weights_logs_them(collected, tmp_path, mlf
     names = {"importance_weight_mean", "importance_weight_clipped", "importance_weight_ess"}
     assert any(names <= set(r.data.metrics) for r in runs)
     assert runs[0].data.params["importance_weights"] == "True"
+
+
+def test_propensity_report_counts_critical_attempts_only(collected, tmp_path, capsys):
+    from pipelines import propensity_report
+
+    out, result = collected
+    report_dir = tmp_path / "report"
+    assert propensity_report.main([str(out), "--out", str(report_dir), "--low", "0.3"]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    critical = [e for e in dataset_log(out).values() if e["is_critical"]]
+    rejected = sum(e["approval_status"] == "rejected" for e in critical)
+    mode = report["rejection_by_selector_mode"]["epsilon_greedy"]
+    assert mode["attempts"] == len(critical) and mode["rejected"] == rejected == sum(
+        e["rejections"] for e in result.episodes
+    )
+    assert sum(v["attempts"] for v in report["rejection_by_responder"].values()) == len(critical)
+    assert set(report["rejection_by_responder"]) <= {"expert", "hesitant", "noisy", "failing"}
+    low = report["low_propensity_approved"]
+    assert low["approved"] == sum(
+        e["action_propensity"] < 0.3 and e["approval_status"] == "approved" for e in critical
+    )
+    assert sum(report["propensity_histogram"]["counts"]) == len(critical)
+    for name in propensity_report.PLOTS:
+        assert (report_dir / name).read_bytes().startswith(b"\x89PNG")
+    assert propensity_report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "meta/info.json: missing" in err and "\n" not in err
