@@ -20,6 +20,7 @@ COMMANDS = {
         "pipelines.collect",
         "collection with critical-state approval, logged propensities",
     ),
+    "train-selector": ("pipelines.train_selector", "the learned selector: P(approve | s, a)"),
     "propensity-report": ("pipelines.propensity_report", "seed 000's analyses of a collect log"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),

@@ -122,8 +122,8 @@ class CollectConfig:
             raise DatasetError(f"--score-scale {self.score_scale}: must be > 0")
         if self.selector != "random" and not self.scorer:
             raise DatasetError(
-                f"--selector {self.selector}: needs --scorer (a controller name or a policy "
-                "checkpoint whose distance to its own action scores the candidates)"
+                f"--selector {self.selector}: needs --scorer (a train-selector checkpoint, or "
+                "a controller or policy checkpoint whose distance to its action scores)"
             )
         names = self.responder_names()
         if not names:
@@ -249,11 +249,29 @@ def make_responders(cfg: CollectConfig, env, seed: int) -> list:
     return out
 
 
+def selector_checkpoint(path: str) -> Path | None:
+    """A train-selector checkpoint at `path` (or the latest of a run folder there), if any."""
+    from pipelines.selector_model import KIND
+    from pipelines.training import checkpoint_kind, latest_checkpoint
+
+    if not Path(path).is_dir():
+        return None
+    if checkpoint_kind(path) == KIND:
+        return Path(path)
+    return latest_checkpoint(path, KIND)
+
+
 def make_selector(cfg: CollectConfig, env, seed: int):
     from actors.selector import ActionSelector, PolicyDistanceScorer
 
     scorer = None
-    if cfg.scorer:
+    learned = selector_checkpoint(cfg.scorer) if cfg.scorer else None
+    if learned is not None:  # the trained P(approve | state, candidate): its logits
+        from pipelines.selector_model import ApprovalScorer
+
+        scorer = ApprovalScorer(learned)
+        scorer.check(env)
+    elif cfg.scorer:
         scoring = _PolicyAction(cfg.scorer, env, seed)
         scoring.reset(seed)
 
@@ -492,8 +510,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--scorer",
         default=None,
-        help="epsilon_greedy/learned: a controller or policy checkpoint; a candidate's score is "
-        "minus its distance to that policy's action (in --score-scale units)",
+        help="epsilon_greedy/learned: a train-selector checkpoint (score: the approval logit), "
+        "or a controller or policy checkpoint (score: minus the candidate's distance to its "
+        "action, in --score-scale units)",
     )
     p.add_argument("--score-scale", type=float, default=5.0, help="joint-space distance unit")
     p.add_argument(
