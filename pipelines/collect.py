@@ -406,6 +406,7 @@ def log_entry(episode: int, frame_index: int, frame, cfg: CollectConfig, collect
         "num_candidate_actions": meta["num_candidate_actions"],
         "num_already_executed": meta["num_already_executed"],
         "candidate_propensities": meta["candidate_propensities"],
+        "candidate_scores": meta.get("candidate_scores"),
         "selected_candidate": frame.selected_candidate,
         "unconditional_propensity": meta.get("unconditional_propensity", 1.0),
         "already_executed": meta.get("already_executed", []),

@@ -220,3 +220,44 @@ def validate_propensities(
                 f"{where}: action_propensity {entry['action_propensity']} but {path} has "
                 f"{float(propensity[i])} at frame {key[1]}"
             )
+
+
+def off_policy_approval(entries: list[dict], temperature: float) -> dict:
+    """Estimates of the approval rate of the `learned` selector, softmax(scores / T), from the
+    first draws at each critical state logged by another selector (whose log carries the same
+    scorer's `candidate_scores`, e.g. epsilon_greedy over the trained selector).
+
+    w = pi(a | s) / propensity over the logged candidates; `ips` = mean(w * approved),
+    `self_normalized` = sum(w * approved) / sum(w), `unweighted` = the logged approval rate
+    (the behaviour selector's, biased as an estimate of the learned one's).
+    """
+    first = [e for e in entries if e["is_critical"] and not e["resampled"]]
+    if not first:
+        raise DatasetError("no first draws at critical states in the log")
+    weights, approved = [], []
+    for e in first:
+        scores = e.get("candidate_scores")
+        if scores is None:
+            raise DatasetError(f"{LOG_NAME}:{e.get('_line', '?')}: no candidate_scores")
+        z = np.asarray(scores, dtype=np.float64) / temperature
+        pi = np.exp(z - z.max())
+        pi /= pi.sum()
+        weights.append(pi[int(e["selected_candidate"])] / float(e["action_propensity"]))
+        approved.append(e["approval_status"] == "approved")
+    w, r = np.array(weights), np.array(approved, dtype=np.float64)
+    return {
+        "states": len(first),
+        "ips": float(np.mean(w * r)),
+        "self_normalized": float((w * r).sum() / w.sum()),
+        "unweighted": float(r.mean()),
+        "weight_mean": float(w.mean()),
+        "ess": float(w.sum() ** 2 / (w * w).sum()),
+    }
+
+
+def first_draw_approval(entries: list[dict]) -> float:
+    """The share of critical states whose first drawn candidate was approved (on-policy)."""
+    first = [e for e in entries if e["is_critical"] and not e["resampled"]]
+    if not first:
+        raise DatasetError("no first draws at critical states in the log")
+    return float(np.mean([e["approval_status"] == "approved" for e in first]))

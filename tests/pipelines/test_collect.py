@@ -345,3 +345,44 @@ def test_propensity_report_counts_critical_attempts_only(collected, tmp_path, ca
     assert propensity_report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
     err = capsys.readouterr().err.strip()
     assert "meta/info.json: missing" in err and "\n" not in err
+
+
+def test_train_selector_then_collect_with_it(collected, tmp_path):
+    from pipelines import train_selector
+
+    out, _ = collected
+    cfg = train_selector.TrainSelectorConfig(
+        str(out), steps=4, batch_size=8, checkpoint_every=2, holdout=0.5,
+        storage=str(tmp_path / "runs"),
+    )  # fmt: skip
+    result = train_selector.run(cfg)
+    assert result.step == 4 and "heldout_accuracy" in result.metrics
+    learned = tmp_path / "learned"
+    res = collect.run(
+        small(learned, episodes=1, selector="learned", scorer=str(tmp_path / "runs/selector"))
+    )
+    log = dataset_log(learned)
+    crit = [e for e in log.values() if e["is_critical"]]
+    assert crit and res.frames == len(log)
+    for e in crit:
+        z = np.array(e["candidate_scores"]) / 1.0
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        if not e["resampled"]:
+            assert e["action_propensity"] == pytest.approx(p[e["selected_candidate"]])
+
+
+def test_off_policy_estimate_weights_by_the_learned_softmax():
+    from pipelines.propensity import first_draw_approval, off_policy_approval
+
+    def entry(sel, approved, prop, scores):
+        return {"is_critical": True, "resampled": False, "selected_candidate": sel,
+                "approval_status": "approved" if approved else "rejected",
+                "action_propensity": prop, "candidate_scores": scores}  # fmt: skip
+
+    # scores make the learned softmax pick candidate 0 with 0.9 (log(9) apart)
+    s = [float(np.log(9.0)), 0.0]
+    entries = [entry(0, True, 0.5, s), entry(1, False, 0.5, s)]
+    est = off_policy_approval(entries, temperature=1.0)
+    assert est["unweighted"] == 0.5 == first_draw_approval(entries)
+    assert est["ips"] == pytest.approx(0.9 / 0.5 * 0.5)  # mean(w r) = (1.8 + 0) / 2
+    assert est["self_normalized"] == pytest.approx(0.9)
