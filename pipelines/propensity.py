@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actors.selector import MODES
 from pipelines.dataset import DatasetError
 
 LOG_NAME = "action_propensity_log.jsonl"
@@ -78,6 +79,10 @@ def check_entry(entry, where: str) -> dict:
         raise DatasetError(
             f"{where}: approval_status {entry['approval_status']!r} is not approved, rejected "
             "or null"
+        )
+    if entry["selector_mode"] not in (*MODES, None):
+        raise DatasetError(
+            f"{where}: unknown selector mode {entry['selector_mode']!r} (one of {', '.join(MODES)})"
         )
     n = entry["num_candidate_actions"]
     if not isinstance(n, int) or n < 1:

@@ -143,6 +143,7 @@ def good_entry(**kw):
         (good_entry(action_propensity=1.5), r"action_propensity 1\.5 is not in \(0, 1\]"),
         (good_entry(approval_status="none"), "approval_status 'none'"),
         (good_entry(candidate_propensities=[0.5, 0.5]), "2 candidate propensities for num"),
+        (good_entry(selector_mode="greedy"), "unknown selector mode 'greedy'"),
         ('{"episode_index": 0}', "corrupt log line \\(no 'state_id'\\)"),
     ],
 )
