@@ -22,6 +22,7 @@ COMMANDS = {
     ),
     "train-selector": ("pipelines.train_selector", "the learned selector: P(approve | s, a)"),
     "propensity-report": ("pipelines.propensity_report", "seed 000's analyses of a collect log"),
+    "sweep": ("pipelines.sweep", "Ray Tune sweeps: awbc, reward-threshold, hilserl"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }

@@ -145,8 +145,9 @@ def label_from_progress(d: Demo) -> str:
     print("  positive share by controller: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
     if result.mlflow_run:
         print(f"  {result.mlflow_run}")
-    d.record(2, counts=list(result.counts))
-    return f"{result.counts[1] / max(1, sum(result.counts)):.0%} of frames positive"
+    counts = {int(k): int(v) for k, v in result.counts.items()}
+    d.record(2, counts=counts)
+    return f"{counts.get(1, 0) / max(1, sum(counts.values())):.0%} of frames positive"
 
 
 def train_the_estimator(d: Demo) -> str:

@@ -8,7 +8,8 @@ from its latest checkpoint, and `check_resume` refuses a rerun that would train 
 under the same name (it would crash while loading the state, or silently mix models).
 
 `fit` builds the `TorchTrainer` (DDP over `workers`) after checking that the cluster has the
-CPUs and GPUs asked for, since Ray would otherwise wait for them forever; `dataset_error`
+CPUs and GPUs asked for, since Ray would otherwise wait for them forever (a sweep's trial adds
+Train callbacks through it); `dataset_error`
 finds a `DatasetError` raised on a worker inside Ray Train's error, so that it reaches the
 user as one line.
 """
@@ -132,11 +133,14 @@ def fit(
     storage: str | os.PathLike,
     max_failures: int,
     keep: int = 2,
+    callbacks: list | None = None,
 ):
     """Run `train_loop` on `workers` DDP workers (Ray Train V2); returns Ray's Result.
 
     The cluster must be connected. Asking for more CPUs or GPUs than it has is a ClusterError
-    (unless FLYWHEEL_WAIT_FOR_RESOURCES=1, for autoscaling clusters).
+    (unless FLYWHEEL_WAIT_FOR_RESOURCES=1, for autoscaling clusters). `callbacks`: extra Ray
+    Train callbacks, such as the `TuneReportCallback` a sweep's trial passes so that Tune sees
+    the run's reports.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -163,6 +167,7 @@ def fit(
             storage_path=str(Path(storage).resolve()),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=keep),
+            callbacks=list(callbacks or []),
         ),
     )
     return trainer.fit()

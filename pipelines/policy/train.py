@@ -719,7 +719,8 @@ def validate(cfg: TrainPolicyConfig) -> tuple[LeRobotDataset, dict, list[int], l
     return ds, meta, train, held
 
 
-def run(cfg: TrainPolicyConfig) -> TrainPolicyResult:
+def run(cfg: TrainPolicyConfig, callbacks: list | None = None) -> TrainPolicyResult:
+    """Train (or resume) the policy; `callbacks`: extra Ray Train callbacks (a sweep's)."""
     from pipelines.tracking import check_tracking_uri
 
     t0 = time.time()
@@ -794,6 +795,7 @@ def run(cfg: TrainPolicyConfig) -> TrainPolicyResult:
         name=cfg.run_name,
         storage=cfg.storage,
         max_failures=cfg.max_failures,
+        callbacks=callbacks,
     )
     if result.checkpoint is None:
         raise DatasetError(f"{cfg.storage}/{cfg.run_name}: training ended without a checkpoint")
