@@ -16,6 +16,12 @@ COMMANDS = {
     "serve-reward": ("serving.reward", "serve the reward classifier (Ray Serve, HTTP + handle)"),
     "train-policy": ("pipelines.train_policy", "Stage 3: train an AWBC/BC policy"),
     "eval-policy": ("pipelines.eval_policy", "success rates of policies in the simulator"),
+    "collect": (
+        "pipelines.collect",
+        "collection with critical-state approval, logged propensities",
+    ),
+    "train-selector": ("pipelines.train_selector", "the learned selector: P(approve | s, a)"),
+    "propensity-report": ("pipelines.propensity_report", "seed 000's analyses of a collect log"),
     "sweep": ("pipelines.sweep", "Ray Tune sweeps: awbc, reward-threshold, hilserl"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),

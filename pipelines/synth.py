@@ -400,6 +400,27 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
     refs = [task.remote([plans[i] for i in g], cfg, str(root)) for g in groups]
     metas = [m for group_metas in ray.get([r[0] for r in refs]) for m in group_metas]
     metas.sort(key=lambda m: m["episode_index"])
+    total = write_rollouts(root, cfg, groups, refs, metas)
+    labels = None
+    if cfg.steps_after_success:
+        labels = write_success_csv(
+            success_csv_path(root),
+            [EpisodeLabels.from_json(m["episode_index"], m["success_frames"]) for m in metas],
+        )
+    dropped = ("stats", "videos", "success_frames")
+    episodes = [{k: v for k, v in m.items() if k not in dropped} for m in metas]
+    return SynthResult(root, episodes, total, time.time() - t0, labels)
+
+
+def write_rollouts(root: Path, cfg, groups: list, refs: list, metas: list[dict]) -> int:
+    """Write the rolled-out episodes' parquet files and metadata; returns the frame count.
+
+    `refs[g]` are the (metas, tables) object refs of the Ray task that rolled out the
+    episodes of `groups[g]`; `metas` their metadata in episode order (with `length`, `stats`
+    and `videos`). `cfg` gives format, fps, image_size, vcodec and text (also `flywheel
+    collect`'s writer).
+    """
+    import ray
 
     firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]].tolist()
     size = cfg.image_size
@@ -455,15 +476,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
             ],
             episodes_stats={m["episode_index"]: m["stats"] for m in metas},
         )
-    labels = None
-    if cfg.steps_after_success:
-        labels = write_success_csv(
-            success_csv_path(root),
-            [EpisodeLabels.from_json(m["episode_index"], m["success_frames"]) for m in metas],
-        )
-    dropped = ("stats", "videos", "success_frames")
-    episodes = [{k: v for k, v in m.items() if k not in dropped} for m in metas]
-    return SynthResult(root, episodes, total, time.time() - t0, labels)
+    return total
 
 
 def _ray_map(fn, jobs: list) -> list:

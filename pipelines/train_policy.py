@@ -21,6 +21,7 @@ from pipelines.policy.data import DEFAULT_DATA_TYPE_WEIGHTS
 from pipelines.policy.model import ACTION_FRAMES
 from pipelines.policy.train import (
     CONDITIONINGS,
+    CURRICULA,
     SIM_TASKS,
     TrainPolicyConfig,
     run,
@@ -82,6 +83,32 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument(
         "--balance-data-types", action="store_true", help="sample every data type equally"
     )
+    g = p.add_argument_group("propensity weighting (datasets from flywheel collect, seed 000)")
+    g.add_argument(
+        "--importance-weights",
+        action="store_true",
+        help="weight each frame by clamp(pi(a_sel | s, candidates) / action_propensity, 0, "
+        "--max-importance-weight), pi the policy's softmax over the logged candidates",
+    )
+    g.add_argument("--max-importance-weight", type=float, default=D.max_importance_weight)
+    g.add_argument(
+        "--self-normalize", action="store_true", help="sum(w L) / sum(w) over each batch"
+    )
+    g.add_argument(
+        "--candidate-scale",
+        type=float,
+        default=D.candidate_scale,
+        help="distance (action units) per unit of pi's softmax score (default 5)",
+    )
+    g.add_argument(
+        "--curriculum",
+        choices=CURRICULA,
+        default=D.curriculum,
+        help="propensity: the first --curriculum-fraction of the steps draw only frames with "
+        "action_propensity >= --curriculum-min-propensity, then all",
+    )
+    g.add_argument("--curriculum-min-propensity", type=float, default=D.curriculum_min_propensity)
+    g.add_argument("--curriculum-fraction", type=float, default=D.curriculum_fraction)
     g = p.add_argument_group("model")
     g.add_argument("--image-size", type=int, default=D.image_size)
     g.add_argument("--encoder", default=D.encoder, help="an encoder of pipelines.encoders")

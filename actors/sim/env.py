@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -138,6 +139,27 @@ class SO101Env(gym.Env):
         if images is None or not self.render_images:
             images = self.renderer.render(self.world)
         return np.concatenate([images["front"], images["wrist"]], axis=1)
+
+    def get_state(self) -> dict[str, Any]:
+        """The full simulator state (world, step count, the env's random generator), copied.
+
+        `set_state` of it restores the env exactly: the same actions from there give
+        bit-identical observations, rewards and infos (the undo of a rejected action).
+        """
+        return {
+            "world": self.world.get_state(),
+            "steps": self._steps,
+            "is_intervention": self.is_intervention,
+            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Restore a `get_state()`; returns the observation and info of the restored state."""
+        self.world.set_state(state["world"])
+        self._steps = int(state["steps"])
+        self.is_intervention = bool(state["is_intervention"])
+        self.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
+        return self._observation(), self._info()
 
     # ------------------------------------------------------------------------------ helpers
     @property

@@ -296,6 +296,35 @@ class SO101World:
             return 0.6 * reach + 0.4 * grasp
         return 0.45 * reach + 0.25 * grasp + 0.3 * lift
 
+    def get_state(self) -> dict[str, object]:
+        """Everything that evolves, copied: `set_state` of it restores the world exactly."""
+        grip = self._cube_in_gripper
+        return {
+            "joints": self._joints.copy(),
+            "targets": self._targets.copy(),
+            "cube_position": self.cube_position.copy(),
+            "cube_rotation": self.cube_rotation.copy(),
+            "cube_spawn": self.cube_spawn.copy(),
+            "held": self.held,
+            "cube_velocity_z": self._cube_velocity_z,
+            "cube_in_gripper": None if grip is None else (grip[0].copy(), grip[1].copy()),
+            "time": self.time,
+        }
+
+    def set_state(self, state: dict[str, object]) -> None:
+        """Restore a `get_state()` (copies it: the state can be restored again)."""
+        grip = state["cube_in_gripper"]
+        self._joints = np.array(state["joints"], dtype=np.float64)
+        self._targets = np.array(state["targets"], dtype=np.float64)
+        self.cube_position = np.array(state["cube_position"], dtype=np.float64)
+        self.cube_rotation = np.array(state["cube_rotation"], dtype=np.float64)
+        self.cube_spawn = np.array(state["cube_spawn"], dtype=np.float64)
+        self.held = bool(state["held"])
+        self._cube_velocity_z = float(state["cube_velocity_z"])
+        self._cube_in_gripper = None if grip is None else (grip[0].copy(), grip[1].copy())
+        self.time = float(state["time"])
+        self._pose = None
+
     def snapshot(self) -> dict[str, object]:
         """Plain copy of the full state (for determinism checks and debugging)."""
         return {

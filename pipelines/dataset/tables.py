@@ -150,6 +150,9 @@ def feature_from_arrow(name: str, typ: pa.DataType) -> dict:
     if pa.types.is_fixed_size_list(typ):
         shape = [typ.list_size]
         typ = typ.value_type
+        if pa.types.is_fixed_size_list(typ):  # n x d per frame (candidate_actions)
+            shape.append(typ.list_size)
+            typ = typ.value_type
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         dtype = "string"
     elif pa.types.is_boolean(typ):
@@ -167,6 +170,8 @@ def _arrow_type(feature: dict) -> pa.DataType:
     shape = list(feature.get("shape") or [1])
     if shape == [1]:
         return base
+    if len(shape) == 2:  # a matrix per frame: nested fixed-size lists
+        return pa.list_(pa.list_(base, shape[1]), shape[0])
     if len(shape) != 1:
         raise DatasetError(f"feature shape {shape} is not supported in parquet columns")
     return pa.list_(base, shape[0])
@@ -204,7 +209,12 @@ def frames_table(columns: dict[str, object], features: dict[str, dict] | None = 
             else:
                 feat = {"dtype": str(arr.dtype), "shape": [1]}
         typ = _arrow_type(feat)
-        if pa.types.is_fixed_size_list(typ):
+        if pa.types.is_fixed_size_list(typ) and pa.types.is_fixed_size_list(typ.value_type):
+            inner = typ.value_type
+            flat = np.ascontiguousarray(arr, dtype=inner.value_type.to_pandas_dtype()).reshape(-1)
+            rows = pa.FixedSizeListArray.from_arrays(pa.array(flat), inner.list_size)
+            arrays.append(pa.FixedSizeListArray.from_arrays(rows, typ.list_size))
+        elif pa.types.is_fixed_size_list(typ):
             flat = np.ascontiguousarray(arr, dtype=typ.value_type.to_pandas_dtype()).reshape(-1)
             arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(flat), typ.list_size))
         elif pa.types.is_string(typ):

@@ -233,6 +233,10 @@ class FrameStore:
     advantage: np.ndarray | None  # N float32: the advantage column, if any
     episode_end: np.ndarray  # N int64: global index of the frame's episode's last frame
     episodes: list[int]
+    # seed 000's selection columns (with importance weights): N, N x n x A, N (-1: plain frame)
+    propensity: np.ndarray | None = None
+    candidates: np.ndarray | None = None
+    selected: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.state)
@@ -248,6 +252,7 @@ class FrameStore:
             return np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
 
         has_adv = bool(parts) and parts[0].get("advantage") is not None
+        has_sel = bool(parts) and parts[0].get("propensity") is not None
         return cls(
             images=cat("images"),
             state=cat("state").astype(np.float32),
@@ -259,6 +264,9 @@ class FrameStore:
             advantage=cat("advantage").astype(np.float32) if has_adv else None,
             episode_end=episode_end,
             episodes=list(episodes),
+            propensity=cat("propensity").astype(np.float32) if has_sel else None,
+            candidates=cat("candidates").astype(np.float32) if has_sel else None,
+            selected=cat("selected").astype(np.int64) if has_sel else None,
         )
 
 
@@ -277,30 +285,57 @@ def load_episode(
     size: int,
     data_dir: str = "data",
     advantage_column: str | None = None,
+    selection: bool = False,
 ) -> dict[str, np.ndarray]:
     """One episode of a `LeRobotDataset` as FrameStore arrays, cameras at `size` x `size`.
 
     Columns a dataset may lack get neutral values: data_type "auto" (weight 1), no reward,
-    `next.done` on the last frame only.
+    `next.done` on the last frame only. Frames whose `approval_status` is "rejected" (seed 000:
+    an attempt that was undone) are left out, before chunks and next frames are built: the
+    frame after one shows the same restored state, so dropping it leaves the trajectory that
+    was really executed ("approved" and "none" frames stay). `selection` also loads the
+    propensity, the candidates and the selected candidate (importance weights).
     """
     from pipelines.dataset import column_to_numpy, parquet_column_names
     from pipelines.estimator_data import resize
 
     present = set(parquet_column_names(ds.data_file(episode, data_dir)))
     wanted = ["observation.state", "action", "task_index"]
-    wanted += [c for c in ("data_type", "next.reward", "next.done") if c in present]
+    wanted += [
+        c for c in ("data_type", "next.reward", "next.done", "approval_status") if c in present
+    ]
     if advantage_column:
         wanted.append(advantage_column)
+    if selection:
+        wanted += ["action_propensity", "candidate_actions", "selected_candidate"]
     table = ds.read_episode(episode, wanted, data_dir)
+    n_all = table.num_rows
+    keep = np.ones(n_all, dtype=bool)
+    if "approval_status" in wanted:
+        keep = np.asarray(table["approval_status"].to_pylist(), dtype=object) != "rejected"
+        table = table.filter(keep)
     n = table.num_rows
     images = np.empty((n, len(cameras), size, size, 3), dtype=np.uint8)
+    kept = np.cumsum(keep) - 1
     for c, key in enumerate(cameras):
         for i, frame in enumerate(ds.iter_camera_frames(episode, key, data_dir)):
-            images[i, c] = resize(frame, size)
+            if keep[i]:
+                images[kept[i], c] = resize(frame, size)
     done = np.zeros(n, dtype=bool)
     if n:
         done[-1] = True
+    extra = {}
+    if selection:
+        cand = table.column("candidate_actions").combine_chunks().flatten().flatten()
+        extra = {
+            "propensity": column_to_numpy(table, "action_propensity").reshape(n),
+            "candidates": np.asarray(cand.to_numpy(zero_copy_only=False), np.float32).reshape(
+                n, -1, vectors(table, "action").shape[1]
+            ),
+            "selected": column_to_numpy(table, "selected_candidate").reshape(n),
+        }
     return {
+        **extra,
         "images": images,
         "state": vectors(table, "observation.state"),
         "action": vectors(table, "action"),

@@ -36,7 +36,9 @@ from pipelines.policy.model import ChunkPolicy
 from pipelines.policy.weighting import (
     advantage_weights,
     bellman_target,
+    candidate_softmax,
     expectile_loss,
+    importance_weights,
     masked_l1,
     normalize_weights,
     soft_update,
@@ -56,6 +58,10 @@ class LearnerConfig:
     target_tau: float = 0.005
     fps: float = 10.0
     augment: bool = True
+    importance_weights: bool = False  # seed 000: pi(a_sel | s, candidates) / propensity
+    max_importance_weight: float = 10.0
+    self_normalize: bool = False
+    candidate_scale: float = 5.0  # action units of pi's softmax over the candidates
 
 
 def random_shift(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
@@ -107,6 +113,10 @@ def make_batch(
     }
     if store.advantage is not None:
         batch["advantage"] = store.advantage[frames]
+    if store.propensity is not None:
+        batch["propensity"] = store.propensity[frames]
+        batch["candidates"] = store.candidates[frames]
+        batch["selected"] = store.selected[frames]
     if with_next:
         nxt = next_frames(frames, ends)
         batch["next_images"] = store.images[nxt]
@@ -231,7 +241,19 @@ class Learner:
             )
         if cfg.weighting != "none":
             metrics.update(weight_stats(weights, clipped))
-        w = normalize_weights(weights * t["type_weight"])
+        w = weights * t["type_weight"]
+        if cfg.importance_weights:
+            with torch.no_grad():
+                action = policy.denormalize_chunk(out["chunk"].detach(), t["state"])[:, 0]
+                pi = candidate_softmax(action, t["candidates"], cfg.candidate_scale)
+            iw, iw_clipped = importance_weights(
+                pi, t["selected"], t["propensity"], cfg.max_importance_weight
+            )
+            metrics.update({f"importance_{k}": v for k, v in weight_stats(iw, iw_clipped).items()})
+            # self-normalized: sum(w L) / sum(w); otherwise the plain clipped ratio
+            w = normalize_weights(w * iw) if cfg.self_normalize else normalize_weights(w) * iw
+        else:
+            w = normalize_weights(w)
         policy_loss = (w * per_sample).mean()
         loss = policy_loss + critic_loss
         self.opt.zero_grad(set_to_none=True)

@@ -49,6 +49,7 @@ from pipelines.policy.data import (
 )
 from pipelines.policy.model import ACTION_FRAMES, PolicyConfig
 from pipelines.policy.weighting import WEIGHTINGS
+from pipelines.propensity import LOG_NAME, dataset_log, validate_propensities
 from pipelines.training import (
     check_resume,
     fit,
@@ -63,6 +64,8 @@ KIND = "policy"
 CHECKPOINT_META = meta_name(KIND)
 CONDITIONINGS = ("prompt", "none")
 SIM_TASKS = ("reach_grasp", "pick_lift")
+CURRICULA = ("none", "propensity")
+SELECTION_COLUMNS = ("action_propensity", "candidate_actions", "selected_candidate")
 
 
 @dataclass
@@ -81,6 +84,13 @@ class TrainPolicyConfig:
     target_tau: float = 0.005
     data_type_weights: str = DEFAULT_DATA_TYPE_WEIGHTS
     balance_data_types: bool = False
+    importance_weights: bool = False  # seed 000: propensity-weighted (see weighting.py)
+    max_importance_weight: float = 10.0
+    self_normalize: bool = False
+    candidate_scale: float = 5.0
+    curriculum: str = "none"  # none | propensity
+    curriculum_min_propensity: float = 0.5
+    curriculum_fraction: float = 0.5
     workers: int = 2
     gpus_per_worker: float = 0.0
     cpus_per_worker: int | None = None
@@ -131,6 +141,13 @@ class TrainPolicyConfig:
             "target_tau",
             "data_type_weights",
             "balance_data_types",
+            "importance_weights",
+            "max_importance_weight",
+            "self_normalize",
+            "candidate_scale",
+            "curriculum",
+            "curriculum_min_propensity",
+            "curriculum_fraction",
             "batch_size",
             "lr",
             "augment",
@@ -163,6 +180,8 @@ def _check_numbers(cfg: TrainPolicyConfig) -> None:
         ("--lr", cfg.lr),
         ("--temperature", cfg.temperature),
         ("--max-weight", cfg.max_weight),
+        ("--max-importance-weight", cfg.max_importance_weight),
+        ("--candidate-scale", cfg.candidate_scale),
     ):
         if not (math.isfinite(value) and value > 0):
             raise DatasetError(f"{name} {value}: must be a positive number")
@@ -170,6 +189,8 @@ def _check_numbers(cfg: TrainPolicyConfig) -> None:
         ("--indicator-dropout", cfg.indicator_dropout),
         ("--discount", cfg.discount),
         ("--target-tau", cfg.target_tau),
+        ("--curriculum-min-propensity", cfg.curriculum_min_propensity),
+        ("--curriculum-fraction", cfg.curriculum_fraction),
     ):
         if not 0 <= value <= 1:
             raise DatasetError(f"{name} {value}: must be between 0 and 1")
@@ -185,6 +206,7 @@ def _check_numbers(cfg: TrainPolicyConfig) -> None:
         ("--conditioning", cfg.conditioning, CONDITIONINGS),
         ("--weighting", cfg.weighting, WEIGHTINGS),
         ("--action-frame", cfg.action_frame, ACTION_FRAMES),
+        ("--curriculum", cfg.curriculum, CURRICULA),
     ):
         if value not in choices:
             raise DatasetError(f"{name} {value!r}: one of {', '.join(choices)}")
@@ -279,6 +301,12 @@ def scan_dataset(
         columns.append(cfg.advantage_column)
     if cfg.weighting == "iql":
         columns += ["next.reward", "next.done"]
+    selection = cfg.importance_weights or cfg.curriculum == "propensity"
+    if selection:
+        columns += [*SELECTION_COLUMNS, "approval_status"]
+        log = None
+        if (root / LOG_NAME).exists():
+            log = dataset_log(root)
     files: dict[Path, list[int]] = {}
     for e in episodes:
         files.setdefault(ds.data_file(e, cfg.data_dir), []).append(e)
@@ -292,6 +320,12 @@ def scan_dataset(
             raise DatasetError(f"{rel}: missing (episode {eps[0]})")
         names = parquet_column_names(path)
         for col in columns:
+            if col not in names and col in (*SELECTION_COLUMNS, "approval_status"):
+                flag = "--importance-weights" if cfg.importance_weights else "--curriculum"
+                raise DatasetError(
+                    f"{rel}: no column {col!r}: {flag} needs a dataset collected with logged "
+                    "propensities (flywheel collect)"
+                )
             if col not in names:
                 what = "advantage column" if col == cfg.advantage_column else "column"
                 hint = (
@@ -313,6 +347,16 @@ def scan_dataset(
             where = _where_nan(values, ep_col, fr_col)
             if where:
                 raise DatasetError(f"{rel}: NaN or infinite 'next.reward' at {where}")
+        if selection:
+            validate_propensities(
+                rel,
+                _float_column(table, "action_propensity", rel),
+                fr_col,
+                ep_col,
+                _candidate_count(table, rel),
+                table.column("selected_candidate").to_numpy(),
+                log,
+            )
         ti = table.column("task_index").to_numpy()
         unknown = sorted(set(ti.tolist()) - set(ds.tasks))
         if unknown:
@@ -347,6 +391,16 @@ def scan_dataset(
     state_dim, action_dim = states[0].shape[1], actions[0].shape[1]
     stats = normalization_stats(states, actions, cfg.chunk_size, action_frame)
     return DatasetScan(cameras, state_dim, action_dim, stats, prompts, frames, top, counts)
+
+
+def _candidate_count(table, rel: str) -> int:
+    """n of an n x action_dim `candidate_actions` column."""
+    import pyarrow as pa
+
+    typ = table.schema.field("candidate_actions").type
+    if not (pa.types.is_fixed_size_list(typ) and pa.types.is_fixed_size_list(typ.value_type)):
+        raise DatasetError(f"{rel}: column 'candidate_actions' is {typ}, not n x action_dim")
+    return typ.list_size
 
 
 def _float_names(path: Path) -> list[str]:
@@ -472,8 +526,13 @@ def train_loop(config: dict) -> None:
     data_dir, adv = config["data_dir"], config["advantage"]
     shard = config["train_episodes"][rank::world]
     t0 = time.time()
+    selection = config.get("selection", False)
     store = FrameStore.concat(
-        [load_episode(ds, e, mcfg.cameras, mcfg.image_size, data_dir, adv) for e in shard], shard
+        [
+            load_episode(ds, e, mcfg.cameras, mcfg.image_size, data_dir, adv, selection)
+            for e in shard
+        ],
+        shard,
     )
     decode_s = time.time() - t0
     prompts = PromptTable.from_dict(config["prompts"])
@@ -484,6 +543,15 @@ def train_loop(config: dict) -> None:
     if config["drop_negative"]:
         pool = np.flatnonzero(prompts.top[store.task_index])
     probs = sampling_probabilities(store.data_type[pool], config["balance_data_types"])
+    # --curriculum propensity: the first steps draw only high-propensity (safe) actions
+    early_pool, early_probs, early_steps = pool, probs, 0
+    if config.get("curriculum") == "propensity":
+        early_pool = pool[store.propensity[pool] >= config["curriculum_min_propensity"]]
+        if len(early_pool):
+            early_probs = sampling_probabilities(
+                store.data_type[early_pool], config["balance_data_types"]
+            )
+            early_steps = int(round(config["curriculum_fraction"] * config["steps"]))
 
     policy = ChunkPolicy(mcfg)
     policy.set_normalization(config["stats"])
@@ -538,7 +606,10 @@ def train_loop(config: dict) -> None:
     sums: dict[str, float] = {}
     n_sum, t_last, samples = 0, time.time(), 0
     for step in range(start, steps):
-        frames = rng.choice(pool, size=config["batch_size"], p=probs)
+        if step < early_steps:
+            frames = rng.choice(early_pool, size=config["batch_size"], p=early_probs)
+        else:
+            frames = rng.choice(pool, size=config["batch_size"], p=probs)
         batch = make_batch(
             store, frames, prompts, tokens, lcfg, mcfg.chunk_size, type_weights, rng, iql
         )
@@ -688,7 +759,15 @@ def run(cfg: TrainPolicyConfig, callbacks: list | None = None) -> TrainPolicyRes
             "target_tau": cfg.target_tau,
             "fps": float(ds.fps),
             "augment": cfg.augment,
+            "importance_weights": cfg.importance_weights,
+            "max_importance_weight": cfg.max_importance_weight,
+            "self_normalize": cfg.self_normalize,
+            "candidate_scale": cfg.candidate_scale,
         },
+        "selection": cfg.importance_weights or cfg.curriculum == "propensity",
+        "curriculum": cfg.curriculum,
+        "curriculum_min_propensity": cfg.curriculum_min_propensity,
+        "curriculum_fraction": cfg.curriculum_fraction,
         "stats": meta["normalization"],
         "prompts": meta["prompts"],
         "data_type_weights": cfg.data_type_weights,

@@ -59,6 +59,38 @@ def weight_stats(weights: torch.Tensor, clipped: torch.Tensor | None = None) -> 
     }
 
 
+def candidate_softmax(action: torch.Tensor, candidates: torch.Tensor, scale: float) -> torch.Tensor:
+    """pi(. | s, candidates): softmax over the n logged candidates (B x n x A) of minus their
+    distance to the policy's action (B x A), in `scale` action units (B x n, detached).
+
+    The discrete distribution the importance ratio needs: seed 000's propensity is a
+    probability over the same candidate set, so the policy's probability must be one too (a
+    continuous density divided by it is not an importance ratio). The same softmax as
+    `actors.selector.PolicyDistanceScorer` with temperature 1.
+    """
+    diff = candidates.detach().float() - action.detach().float()[:, None, :]
+    distance = torch.sqrt((diff * diff).sum(-1))
+    return torch.softmax(-distance / scale, dim=-1)
+
+
+def importance_weights(
+    pi: torch.Tensor, selected: torch.Tensor, propensity: torch.Tensor, max_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clamp(pi(a_sel | s, candidates) / propensity, 0, max_weight), clipped mask), detached.
+
+    `pi`: B x n candidate probabilities; `selected`: the executed candidate's row, -1 on a
+    plain frame (one candidate: pi = 1, propensity 1, weight 1).
+    """
+    sel = selected.long()
+    plain = sel < 0
+    pi_sel = pi.detach().gather(1, sel.clamp(min=0)[:, None])[:, 0]
+    pi_sel = torch.where(plain, torch.ones_like(pi_sel), pi_sel)
+    prop = torch.where(plain, torch.ones_like(pi_sel), propensity.detach().float())
+    raw = pi_sel / prop
+    clipped = raw > max_weight
+    return torch.clamp(raw, 0.0, max_weight), clipped
+
+
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
     """Mean of |expectile - 1(diff < 0)| * diff^2 (diff = target - prediction)."""
     weight = torch.where(diff < 0, 1.0 - expectile, expectile)

@@ -1,0 +1,565 @@
+"""`flywheel collect OUT --episodes N`: collection with critical-state approval (seed 000).
+
+Each episode runs `actors.collection.run_collection_episode` in the simulator: a driver acts
+on plain frames; at critical states (`--critical`) the `--responders` propose n candidate
+actions, the `--selector` (`random`, `epsilon_greedy` with `--epsilon`, `learned` with a
+`--scorer` through a `--temperature` softmax) picks one with a logged propensity, the admin
+(`--approver progress:T`: approve when the task progress gains at least T) approves it, or
+rejects it and the state is undone (`SO101Env.set_state`) and another candidate drawn with the
+exact conditional propensity. Episodes run as Ray tasks in parallel (the `flywheel synth`
+pattern: each task renders its episodes' videos and returns their tables; the parquet files and
+metadata are written once every length is known, by `pipelines.synth.write_rollouts`).
+
+**The dataset** is a LeRobot dataset (v2.1 or v3.0) with synth's columns (`action` is the
+executed action, so every stage reads it unchanged) plus seed 000's:
+
+    action_propensity   float32[1]  P(a | s) of the executed action (1.0 on plain frames)
+    selector_mode       string      random / epsilon_greedy / learned (the run's mode)
+    approval_status     string      approved / rejected / none (plain frames)
+    candidate_actions   float32[n, action_dim]  the n candidates (plain frames: the executed
+                                    action in every row)
+    selected_candidate  int64       row of candidate_actions executed; -1 on plain frames
+
+The seed instead stores the candidates concatenated in `action` (n * action_dim values), which
+no other stage could read as an action: here `action` stays the one action executed and the
+candidates get their own column, so `train-policy`, `label` and the estimators read a
+collected dataset like any other and importance weighting still sees the candidate set.
+A rejected attempt is a frame of its own (`approval_status` rejected, next.reward 0) followed by
+a frame of the same restored state; drop only those with `approval_status != "rejected"`
+(keeping `== "approved"` would also drop every plain frame, the seed's filter example's trap).
+
+**The log** `action_propensity_log.jsonl` (`pipelines.propensity`): one line per frame, every
+field the seed lists plus `candidate_propensities`, `selected_candidate`, `collection_id`,
+appended and fsynced line by line as each group of episodes comes back (in episode order).
+`approval_status` is null there on plain frames, as the seed specifies for the log ("none" in
+the parquet column). OUT must be new, empty, or the folder of an interrupted collect (a log but
+no `meta/info.json`): a rerun then replaces that run's data and videos and appends its own log
+lines after the old ones, which stay (never rewritten) under the old `collection_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from actors.collection import CriticalRule, ProgressAdmin
+from actors.selector import MODES, SelectorError, check_mode
+from pipelines.cluster import ClusterError, check_job_output
+from pipelines.dataset import (
+    V21,
+    V30,
+    DatasetError,
+    ImageStats,
+    VideoWriter,
+    atomic_write_json,
+    check_frame_size,
+    frames_table,
+    remove_stale_temps,
+    resolve_video_codec,
+    table_stats,
+)
+from pipelines.propensity import COLLECT_META, LOG_NAME, PropensityLog, check_complete, log_path
+from pipelines.synth import CAMERAS, TASK_TEXT, episode_video, stage_positions, stage_progress
+
+DEFAULT_RESPONDERS = "expert,hesitant,noisy,failing"
+
+
+@dataclass
+class CollectConfig:
+    out: str
+    episodes: int
+    seed: int = 0
+    task: str = "reach_grasp"
+    selector: str = "random"
+    epsilon: float = 0.1
+    temperature: float = 1.0
+    scorer: str | None = None
+    score_scale: float = 5.0
+    responders: str = DEFAULT_RESPONDERS
+    driver: str = "noisy"
+    critical: str = "grasp+every:10"
+    approver: str = "progress:0.002"
+    robot: str = "sim"
+    fps: int = 10
+    image_size: int = 128
+    vcodec: str | None = None
+    format: str = V21
+    ray_address: str | None = None
+
+    @property
+    def text(self) -> str:
+        return TASK_TEXT[self.task]
+
+    def validate(self) -> None:
+        """One-line DatasetErrors for bad options (nothing is written before this passes)."""
+        if self.episodes < 1:
+            raise DatasetError(f"--episodes {self.episodes}: at least 1")
+        if self.task not in TASK_TEXT:
+            raise DatasetError(f"--task {self.task!r}: one of {sorted(TASK_TEXT)}")
+        if self.robot != "sim":
+            raise DatasetError(
+                f"--robot {self.robot!r}: only the simulator (sim) is supported by collect so "
+                "far (a real arm's undo is actors.collection.return_to_pose)"
+            )
+        try:
+            check_mode(self.selector)
+            CriticalRule.parse(self.critical)
+        except SelectorError as e:
+            raise DatasetError(f"--selector: {e}" if "mode" in str(e) else str(e)) from None
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise DatasetError(f"--epsilon {self.epsilon}: between 0 and 1")
+        if not self.temperature > 0:
+            raise DatasetError(f"--temperature {self.temperature}: must be > 0")
+        if not self.score_scale > 0:
+            raise DatasetError(f"--score-scale {self.score_scale}: must be > 0")
+        if self.selector != "random" and not self.scorer:
+            raise DatasetError(
+                f"--selector {self.selector}: needs --scorer (a train-selector checkpoint, or "
+                "a controller or policy checkpoint whose distance to its action scores)"
+            )
+        names = self.responder_names()
+        if not names:
+            raise DatasetError(f"--responders {self.responders!r}: at least one responder")
+        for name in [*names, self.driver, *([self.scorer] if self.scorer else [])]:
+            check_source(name)
+        parse_approver(self.approver)
+        if not 1 <= self.fps <= 120:
+            raise DatasetError(f"--fps {self.fps}: between 1 and 120")
+        if not 16 <= self.image_size <= 1024:
+            raise DatasetError(f"--image-size {self.image_size}: between 16 and 1024")
+        try:
+            self.vcodec = resolve_video_codec(self.vcodec)
+            check_frame_size(self.vcodec, self.image_size, self.image_size)
+        except DatasetError as e:
+            raise DatasetError(f"--vcodec/--image-size: {e}") from None
+        if self.format not in (V21, V30):
+            raise DatasetError(f"--format {self.format!r}: {V21} or {V30}")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise DatasetError(f"{out}: exists and is not a folder (nothing was written)")
+        if out.exists() and any(out.iterdir()) and not interrupted_collection(out):
+            raise DatasetError(
+                f"{out}: exists and is neither empty nor an interrupted collect (nothing was "
+                "written)"
+            )
+        if out.exists():
+            check_complete(log_path(out))
+
+    def responder_names(self) -> list[str]:
+        return [r.strip() for r in self.responders.split(",") if r.strip()]
+
+
+def interrupted_collection(out: Path) -> bool:
+    return (out / LOG_NAME).exists() and not (out / "meta" / "info.json").exists()
+
+
+def check_source(name: str) -> None:
+    """A responder/driver/scorer: a controller name or a policy checkpoint (folder)."""
+    from actors.sim.controllers import CONTROLLERS
+
+    if name in CONTROLLERS or name.removeprefix("controller:") in CONTROLLERS:
+        return
+    if not Path(name).is_dir():
+        raise DatasetError(
+            f"{name!r}: neither a controller ({', '.join(sorted(CONTROLLERS))}) nor a policy "
+            "checkpoint folder"
+        )
+
+
+def parse_approver(text: str) -> ProgressAdmin:
+    kind, _, value = text.partition(":")
+    if kind != "progress":
+        raise DatasetError(
+            f"--approver {text!r}: the simulator's admin is progress:T (approve when the "
+            "task progress gains at least T); keyboard/API approval needs a real arm"
+        )
+    try:
+        return ProgressAdmin(float(value) if value else ProgressAdmin.threshold)
+    except ValueError:
+        raise DatasetError(f"--approver {text!r}: T is not a number") from None
+
+
+@dataclass(frozen=True)
+class CollectPlan:
+    index: int
+    seed: int
+
+
+def plan_episodes(cfg: CollectConfig) -> list[CollectPlan]:
+    seeds = np.random.SeedSequence(cfg.seed).generate_state(cfg.episodes)
+    return [CollectPlan(i, int(seeds[i])) for i in range(cfg.episodes)]
+
+
+class _PolicyAction:
+    """A controller or checkpoint as a callable `(obs, info) -> action` (driver or scorer)."""
+
+    def __init__(self, name: str, env, seed: int | None):
+        from actors.sim.controllers import make_controller
+
+        self.controller = None
+        self.policy = None
+        name = name.removeprefix("controller:")
+        from actors.sim.controllers import CONTROLLERS
+
+        if name in CONTROLLERS:
+            self.controller = make_controller(name, env, seed=seed)
+        else:
+            self.policy = load_policy(name, env)
+
+    def reset(self, seed: int | None) -> None:
+        if self.controller is not None:
+            self.controller.reset(seed)
+        else:
+            self.policy.reset()
+
+    def __call__(self, obs: dict, info: dict | None = None) -> np.ndarray:
+        if self.controller is not None:
+            return self.controller(obs, info or {})
+        return self.policy.act(obs)
+
+
+def load_policy(path: str, env):
+    """A trained policy checkpoint (any kind `eval-policy` loads), checked against the env."""
+    from pipelines.policy.evaluate import ArmOptions, load_source
+
+    loaded = load_source(path, ArmOptions())
+    loaded.check(env)
+    return loaded.make(env)
+
+
+def make_responders(cfg: CollectConfig, env, seed: int) -> list:
+    from actors.collection import ControllerResponder, PolicyResponder
+    from actors.sim.controllers import CONTROLLERS
+
+    out = []
+    for name in cfg.responder_names():
+        short = name.removeprefix("controller:")
+        if short in CONTROLLERS:
+            out.append(ControllerResponder(short, env, seed))
+        else:
+            out.append(PolicyResponder(name, load_policy(name, env), env))
+    return out
+
+
+def selector_checkpoint(path: str) -> Path | None:
+    """A train-selector checkpoint at `path` (or the latest of a run folder there), if any."""
+    from pipelines.selector_model import KIND
+    from pipelines.training import checkpoint_kind, latest_checkpoint
+
+    if not Path(path).is_dir():
+        return None
+    if checkpoint_kind(path) == KIND:
+        return Path(path)
+    return latest_checkpoint(path, KIND)
+
+
+def make_selector(cfg: CollectConfig, env, seed: int):
+    from actors.selector import ActionSelector, PolicyDistanceScorer
+
+    scorer = None
+    learned = selector_checkpoint(cfg.scorer) if cfg.scorer else None
+    if learned is not None:  # the trained P(approve | state, candidate): its logits
+        from pipelines.selector_model import ApprovalScorer
+
+        scorer = ApprovalScorer(learned)
+        scorer.check(env)
+    elif cfg.scorer:
+        scoring = _PolicyAction(cfg.scorer, env, seed)
+        scoring.reset(seed)
+
+        def action_at(obs):
+            return env.unwrapped.joint_targets(scoring(obs, {}))
+
+        scorer = PolicyDistanceScorer(action_at, cfg.score_scale)
+    return ActionSelector(
+        cfg.selector,
+        epsilon=cfg.epsilon,
+        temperature=cfg.temperature,
+        scorer=scorer,
+        seed=seed + 1,
+    )
+
+
+def rollout_episode(plan: CollectPlan, cfg: CollectConfig, root: str, collection_id: str):
+    """Roll one episode out, writing its videos; returns (metadata with log lines, table)."""
+    from actors.collection import run_collection_episode
+    from actors.sim import SO101Env
+
+    env = SO101Env(cfg.task, fps=cfg.fps, image_size=cfg.image_size, action_mode="joint")
+    responders = make_responders(cfg, env, plan.seed)
+    driver = _PolicyAction(cfg.driver, env, plan.seed)
+    selector = make_selector(cfg, env, plan.seed)
+    world = env.unwrapped.world
+    start = {"distance": None}
+
+    def positions(w):
+        if start["distance"] is None:
+            start["distance"] = w.grasp_distance
+        return stage_positions(w, start["distance"])
+
+    outcome = run_collection_episode(
+        env,
+        driver,
+        responders,
+        selector,
+        CriticalRule.parse(cfg.critical),
+        parse_approver(cfg.approver),
+        plan.seed,
+        stage_positions=positions,
+    )
+    frames = outcome.frames
+    size = cfg.image_size
+    videos = {k: episode_video(root, cfg.format, plan.index, k) for k in CAMERAS}
+    writers = {k: VideoWriter(videos[k], cfg.fps, size, size, cfg.vcodec) for k in CAMERAS}
+    image_stats = {k: ImageStats() for k in CAMERAS}
+    try:
+        for f in frames:
+            for k, w in writers.items():
+                w.write(f.observation[k])
+                image_stats[k].add(f.observation[k])
+    except BaseException:
+        for w in writers.values():
+            w.abort()
+        raise
+    for w in writers.values():
+        w.close()
+
+    n = len(frames)
+    n_stages = len(world.stages)
+    done = np.zeros(n, dtype=bool)
+    done[-1] = True
+    fps = np.float32(cfg.fps)
+    table = frames_table(
+        {
+            "observation.state": np.stack([f.observation["observation.state"] for f in frames]),
+            "action": np.stack([f.action for f in frames]).astype(np.float32),
+            "timestamp": np.arange(n, dtype=np.float32) / fps,
+            "frame_index": np.arange(n),
+            "episode_index": np.full(n, plan.index),
+            "task_index": np.zeros(n, dtype=np.int64),
+            "next.reward": np.array([f.reward for f in frames], dtype=np.float32),
+            "next.done": done,
+            "progress": np.array([f.progress for f in frames], dtype=np.float32),
+            "stage_progress_gt": stage_progress(
+                np.array([f.stage for f in frames]),
+                np.array([f.stage_scores for f in frames])[:, :n_stages],
+                n_stages,
+            ),
+            "progress_gt": (np.arange(n) / max(n - 1, 1) * outcome.final_progress).astype(
+                np.float32
+            ),
+            "data_type": np.full(n, "auto", dtype=object),
+            "complementary_info.is_intervention": np.zeros(n, dtype=bool),
+            "action_propensity": np.array([f.propensity for f in frames], dtype=np.float32),
+            "selector_mode": np.full(n, cfg.selector, dtype=object),
+            "approval_status": np.array([f.approval_status for f in frames], dtype=object),
+            "candidate_actions": np.stack([f.candidates for f in frames]).astype(np.float32),
+            "selected_candidate": np.array([f.selected_candidate for f in frames], np.int64),
+        },
+        {
+            "candidate_actions": {
+                "dtype": "float32",
+                "shape": list(frames[0].candidates.shape),
+                "names": None,
+            }
+        },
+    )
+    stats = table_stats(table)
+    for k, acc in image_stats.items():
+        stats[k] = acc.result()
+    log = [log_entry(plan.index, i, f, cfg, collection_id) for i, f in enumerate(frames)]
+    meta = {
+        "episode_index": plan.index,
+        "length": n,
+        "success": outcome.success,
+        "critical_states": outcome.critical_states,
+        "rejections": outcome.rejections,
+        "stats": stats,
+        "videos": {k: str(v) for k, v in videos.items()},
+        "log": log,
+    }
+    return meta, table
+
+
+def log_entry(episode: int, frame_index: int, frame, cfg: CollectConfig, collection_id: str):
+    """The propensity log's line for one frame: the seed's fields first, then ours."""
+    meta = frame.log
+    return {
+        "episode_index": episode,
+        "state_id": frame.state_id,
+        "frame_index": frame_index,
+        "timestamp": frame_index / cfg.fps,
+        "is_critical": frame.is_critical,
+        "approval_status": None if frame.approval_status == "none" else frame.approval_status,
+        "action_propensity": frame.propensity,
+        "selector_mode": meta["selector_mode"],
+        "epsilon": meta["epsilon"],
+        "resampled": meta["resampled"],
+        "num_candidate_actions": meta["num_candidate_actions"],
+        "num_already_executed": meta["num_already_executed"],
+        "candidate_propensities": meta["candidate_propensities"],
+        "candidate_scores": meta.get("candidate_scores"),
+        "selected_candidate": frame.selected_candidate,
+        "unconditional_propensity": meta.get("unconditional_propensity", 1.0),
+        "already_executed": meta.get("already_executed", []),
+        "collection_id": collection_id,
+    }
+
+
+def rollout_group(plans: list[CollectPlan], cfg: CollectConfig, root: str, collection_id: str):
+    """Ray task body: several episodes; returns (their metadata, their tables)."""
+    metas, tables = [], []
+    for plan in plans:
+        meta, table = rollout_episode(plan, cfg, root, collection_id)
+        metas.append(meta)
+        tables.append(table)
+    return metas, tables
+
+
+@dataclass
+class CollectResult:
+    root: Path
+    episodes: list[dict]
+    frames: int
+    seconds: float
+    collection_id: str
+    log_lines: int
+
+
+def run(cfg: CollectConfig, out=print) -> CollectResult:
+    """Collect the dataset (module docstring); DatasetError for bad options."""
+    t0 = time.time()
+    cfg.validate()
+    check_job_output(cfg.out, "output dataset")
+    root = Path(cfg.out).resolve()
+    if root.exists() and interrupted_collection(root):
+        for sub in ("data", "videos", "meta"):  # the interrupted run's outputs, not the log
+            shutil.rmtree(root / sub, ignore_errors=True)
+        remove_stale_temps(root)
+    root.mkdir(parents=True, exist_ok=True)
+    collection_id = uuid.uuid4().hex
+    plans = plan_episodes(cfg)
+
+    import ray
+
+    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.synth import write_rollouts
+
+    connect(cfg.ray_address)
+    n_groups = max(1, min(len(plans), 2 * cluster_cpus()))
+    groups = [g for g in np.array_split(np.arange(len(plans)), n_groups) if len(g)]
+    task = ray.remote(num_cpus=1, num_returns=2)(rollout_group)
+    refs = [task.remote([plans[i] for i in g], cfg, str(root), collection_id) for g in groups]
+    metas = []
+    with PropensityLog(root) as log:
+        for ref in refs:  # in episode order: each group's lines as soon as it is back
+            for meta in ray.get(ref[0]):
+                for entry in meta.pop("log"):
+                    log.append(entry)
+                metas.append(meta)
+        lines = log.lines
+    metas.sort(key=lambda m: m["episode_index"])
+    atomic_write_json(
+        root / COLLECT_META,
+        {
+            "collection_id": collection_id,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "ray_address")},
+            "responders": cfg.responder_names(),
+            "candidate_count": len(cfg.responder_names()),
+            "episodes": [
+                {
+                    k: m[k]
+                    for k in ("episode_index", "length", "success", "critical_states", "rejections")
+                }
+                for m in metas
+            ],
+        },
+    )
+    total = write_rollouts(root, cfg, groups, refs, metas)
+    episodes = [{k: v for k, v in m.items() if k not in ("stats", "videos")} for m in metas]
+    return CollectResult(root, episodes, total, time.time() - t0, collection_id, lines)
+
+
+def summary_lines(result: CollectResult) -> list[str]:
+    eps = result.episodes
+    crit = sum(e["critical_states"] for e in eps)
+    rej = sum(e["rejections"] for e in eps)
+    return [
+        f"  {sum(e['success'] for e in eps)}/{len(eps)} episodes succeeded",
+        f"  {crit} critical states, {rej} rejected attempts (undone and resampled)",
+        f"  propensity log: {result.root / LOG_NAME} ({result.log_lines} lines)",
+    ]
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("out", help="new dataset folder (or an interrupted collect's, to rerun)")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", default="reach_grasp", help="reach_grasp (default) or pick_lift")
+    p.add_argument("--selector", default="random", help=f"selector mode: {', '.join(MODES)}")
+    p.add_argument("--epsilon", type=float, default=0.1, help="epsilon_greedy's epsilon (0.1)")
+    p.add_argument("--temperature", type=float, default=1.0, help="the softmax temperature")
+    p.add_argument(
+        "--scorer",
+        default=None,
+        help="epsilon_greedy/learned: a train-selector checkpoint (score: the approval logit), "
+        "or a controller or policy checkpoint (score: minus the candidate's distance to its "
+        "action, in --score-scale units)",
+    )
+    p.add_argument("--score-scale", type=float, default=5.0, help="joint-space distance unit")
+    p.add_argument(
+        "--responders",
+        default=DEFAULT_RESPONDERS,
+        help=f"comma-separated controllers or policy checkpoints ({DEFAULT_RESPONDERS})",
+    )
+    p.add_argument("--driver", default="noisy", help="who acts on plain frames (noisy)")
+    p.add_argument(
+        "--critical",
+        default="grasp+every:10",
+        help="critical states: grasp (entering the grasp region), every:K, or grasp+every:K",
+    )
+    p.add_argument(
+        "--approver",
+        default="progress:0.002",
+        help="progress:T: approve when the task progress gains at least T (0.002)",
+    )
+    p.add_argument("--robot", default="sim", help="sim (the only one supported so far)")
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--vcodec", default=None)
+    p.add_argument("--format", default=V21, help=f"{V21} (default) or {V30}")
+    p.add_argument("--ray-address", default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel collect") -> int:
+    args = build_parser(prog).parse_args(argv)
+    cfg = CollectConfig(**vars(args))
+    try:
+        result = run(cfg)
+    except (DatasetError, ClusterError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"Collected {len(result.episodes)} episodes, {result.frames} frames in "
+        f"{result.seconds:.1f} s ({cfg.selector} selector)"
+    )
+    for line in summary_lines(result):
+        print(line)
+    print(f"Dataset: {result.root}")
+    return 0
+
+
+if __name__ == "__main__":
+    from pipelines.cluster import exit_process
+
+    exit_process(main(prog="python -m pipelines.collect"))

@@ -1,0 +1,389 @@
+"""`flywheel collect`: the dataset and log seed 000 specifies, a durable log, bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import collect
+from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.propensity import (
+    LOG_FIELDS,
+    LOG_NAME,
+    PropensityLog,
+    dataset_log,
+    read_log,
+    validate_propensities,
+)
+
+
+def small(out, **kw):
+    args = dict(out=str(out), episodes=2, image_size=32, critical="grasp+every:6", seed=3)
+    args.update(kw)
+    return collect.CollectConfig(**args)
+
+
+@pytest.fixture(scope="module")
+def collected(ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("collect") / "ds"
+    out.mkdir()  # what an interrupted (killed) collect left: its log lines and an episode
+    (out / LOG_NAME).write_text(good_entry(collection_id="killed") + "\n")
+    (out / "data/chunk-000").mkdir(parents=True)
+    (out / "data/chunk-000/episode_000009.parquet").write_bytes(b"torn")
+    result = collect.run(small(out, selector="epsilon_greedy", scorer="expert", epsilon=0.3))
+    return out, result
+
+
+def test_dataset_and_log_are_seed_000s(collected):
+    out, result = collected
+    ds = LeRobotDataset(out)
+    feats = ds.features
+    assert feats["action_propensity"] == {"dtype": "float32", "shape": [1], "names": None}
+    assert feats["candidate_actions"]["shape"] == [4, 6]
+    assert feats["action"]["shape"] == [6]
+    log = read_log(out / LOG_NAME)
+    assert len(log) == result.frames + 1 == result.log_lines
+    assert log[0]["collection_id"] == "killed"  # the interrupted run's line stays
+    assert not (out / "data/chunk-000/episode_000009.parquet").exists()
+    assert len(dataset_log(out)) == result.frames  # readers keep this run's lines
+    assert all(set(LOG_FIELDS) <= set(e) for e in log)
+    by_frame = dataset_log(out)
+    statuses = set()
+    for ep in range(2):
+        path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
+        t = pq.read_table(path).to_pydict()
+        prop = np.array(t["action_propensity"], np.float32)
+        cands = np.array(t["candidate_actions"], np.float32)
+        sel = np.array(t["selected_candidate"])
+        action = np.array(t["action"], np.float32)
+        validate_propensities(
+            path,
+            prop,
+            np.array(t["frame_index"]),
+            np.array(t["episode_index"]),
+            cands.shape[1],
+            sel,
+            by_frame,
+        )
+        statuses |= set(t["approval_status"])
+        assert set(t["selector_mode"]) == {"epsilon_greedy"}
+        crit = sel >= 0
+        assert np.array_equal(cands[crit, sel[crit]], action[crit])
+        assert np.all(prop[~crit] == 1.0)
+        assert {t["approval_status"][i] for i in np.flatnonzero(~crit)} == {"none"}
+        for i in np.flatnonzero(crit):
+            entry = by_frame[(ep, i)]
+            assert entry["is_critical"] and entry["epsilon"] == 0.3
+            assert entry["approval_status"] == t["approval_status"][i]
+            assert entry["num_candidate_actions"] == 4
+            assert entry["candidate_propensities"][sel[i]] == pytest.approx(prop[i], rel=1e-6)
+        for i in np.flatnonzero(~crit):
+            assert by_frame[(ep, i)]["approval_status"] is None  # the seed's null in the log
+    assert statuses == {"approved", "rejected", "none"}
+    meta = json.loads((out / "meta/collect.json").read_text())
+    assert meta["collection_id"] == result.collection_id and meta["candidate_count"] == 4
+
+
+def test_log_is_append_only_and_survives_kill_9(tmp_path):
+    code = (
+        "import sys; from pipelines.propensity import PropensityLog\n"
+        "log = PropensityLog(sys.argv[1])\n"
+        "i = 0\n"
+        "while True:\n"
+        "    log.append({'episode_index': 0, 'frame_index': i, 'pad': 'x' * (i % 300)}); i += 1\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)])
+    path = tmp_path / LOG_NAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 20000):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    data = path.read_bytes()
+    assert len(data) >= 20000 and data.endswith(b"\n")
+    lines = data.splitlines()
+    assert [json.loads(x)["frame_index"] for x in lines] == list(range(len(lines)))
+    with PropensityLog(tmp_path) as log:  # a rerun appends after the last complete line
+        log.append({"episode_index": 1, "frame_index": 0})
+    assert path.read_bytes().startswith(data)
+    # a torn last line (power loss) is refused, never rewritten
+    with open(path, "ab") as f:
+        f.write(b'{"episode_index": 2, "fra')
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:{len(lines) + 2}: partial last line"):
+        PropensityLog(tmp_path)
+
+
+def good_entry(**kw):
+    entry = {f: 0 for f in LOG_FIELDS}
+    entry.update(
+        is_critical=True,
+        approval_status="approved",
+        action_propensity=0.25,
+        selector_mode="random",
+        epsilon=None,
+        resampled=False,
+        num_candidate_actions=4,
+        candidate_propensities=[0.25] * 4,
+    )
+    entry.update(kw)
+    return json.dumps(entry)
+
+
+@pytest.mark.parametrize(
+    "line, msg",
+    [
+        ("{not json", "corrupt log line"),
+        (good_entry(action_propensity=0.0), r"action_propensity 0\.0 is not in \(0, 1\]"),
+        (good_entry(action_propensity=1.5), r"action_propensity 1\.5 is not in \(0, 1\]"),
+        (good_entry(approval_status="none"), "approval_status 'none'"),
+        (good_entry(candidate_propensities=[0.5, 0.5]), "2 candidate propensities for num"),
+        (good_entry(selector_mode="greedy"), "unknown selector mode 'greedy'"),
+        ('{"episode_index": 0}', "corrupt log line \\(no 'state_id'\\)"),
+    ],
+)
+def test_bad_log_lines_name_file_and_line(tmp_path, line, msg):
+    path = tmp_path / LOG_NAME
+    path.write_text(good_entry() + "\n" + line + "\n")
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:2: {msg}"):
+        read_log(path)
+
+
+def test_propensities_and_candidate_counts_are_checked(tmp_path):
+    idx = np.arange(2)
+    with pytest.raises(DatasetError, match=r"ep\.parquet: frame 1: action_propensity 0\.0"):
+        validate_propensities("ep.parquet", np.array([1.0, 0.0]), idx, idx * 0, None, None, None)
+    log = {(0, 0): {"num_candidate_actions": 3, "action_propensity": 0.5, "_line": 7}}
+    with pytest.raises(DatasetError, match=rf"{LOG_NAME}:7: num_candidate_actions 3 but"):
+        validate_propensities(
+            "ep.parquet",
+            np.array([0.5]),
+            idx[:1],
+            idx[:1],
+            4,
+            np.array([1]),
+            log,
+        )
+
+
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["--selector", "greedy"], "--selector: unknown selector mode 'greedy'"),
+        (["--selector", "learned"], "--selector learned: needs --scorer"),
+        (["--critical", "every:0"], "--critical 'every:0': every:K needs"),
+        (["--responders", "expert,pilot"], "'pilot': neither a controller"),
+        (["--approver", "keyboard"], "--approver 'keyboard'"),
+        (["--epsilon", "2"], "--epsilon 2.0: between 0 and 1"),
+        (["--robot", "real"], "--robot 'real'"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, msg):
+    out = tmp_path / "ds"
+    assert collect.main([str(out), "--episodes", "1", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"flywheel collect: error: {msg}") and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_a_non_empty_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "x").write_text("mine")
+    assert collect.main([str(tmp_path), "--episodes", "1"]) == 2
+    assert "neither empty nor an interrupted collect" in capsys.readouterr().err
+    assert (tmp_path / "x").read_text() == "mine"
+
+
+# --------------------------------------------------------------- propensity-weighted training
+
+
+def test_importance_weights_are_the_clipped_ratio_over_the_candidates():
+    import torch
+
+    from pipelines.policy.weighting import candidate_softmax, importance_weights
+
+    cands = torch.tensor([[[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]]] * 3)
+    action = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 0.0]])
+    pi = candidate_softmax(action, cands, scale=5.0)
+    expected0 = torch.softmax(-torch.tensor([0.0, 5.0, 10.0]) / 5.0, 0)
+    assert torch.allclose(pi[0], expected0) and torch.allclose(pi.sum(1), torch.ones(3))
+    selected = torch.tensor([0, 1, -1])
+    propensity = torch.tensor([0.02, 0.5, 1.0])
+    w, clipped = importance_weights(pi, selected, propensity, max_weight=10.0)
+    assert w[0] == 10.0 and clipped.tolist() == [True, False, False]  # 0.665 / 0.02 > 10
+    assert w[1] == pytest.approx(float(pi[1, 1] / 0.5))
+    assert w[2] == 1.0  # a plain frame: one candidate, propensity 1
+
+
+def copy_dataset(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rewrite_episode(root, episode, fn):
+    from pipelines.dataset import write_parquet
+
+    path = root / f"data/chunk-000/episode_{episode:06d}.parquet"
+    write_parquet(path, fn(pq.read_table(path)))
+    return path
+
+
+def test_bad_propensity_data_is_refused_by_train_policy(collected, tmp_path, capsys):
+    import pyarrow as pa
+
+    from pipelines import train_policy
+
+    out, _ = collected
+    base = ["--conditioning", "none", "--importance-weights", "--no-mlflow", "--steps", "1"]
+
+    def error(root, *extra):
+        code = train_policy.main([str(root), *base, *extra, "--storage", str(tmp_path / "r")])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err, err
+        assert not (tmp_path / "r").exists()
+        return err
+
+    no_prop = copy_dataset(out, tmp_path / "no_prop")
+    rewrite_episode(no_prop, 1, lambda t: t.drop(["action_propensity"]))
+    msg = "episode_000001.parquet: no column 'action_propensity': --importance-weights needs"
+    assert msg in error(no_prop)
+
+    zero = copy_dataset(out, tmp_path / "zero")
+
+    def zero_propensity(t):
+        values = t.column("action_propensity").to_numpy().copy()
+        values[4] = 0.0
+        i = t.column_names.index("action_propensity")
+        return t.set_column(i, "action_propensity", pa.array(values, pa.float32()))
+
+    rewrite_episode(zero, 0, zero_propensity)
+    assert "episode_000000.parquet: frame 4: action_propensity 0.0 is not in (0, 1]" in error(zero)
+
+    miscount = copy_dataset(out, tmp_path / "miscount")
+    log = (miscount / LOG_NAME).read_text().splitlines()
+    for i, line in enumerate(log):
+        entry = json.loads(line)
+        if entry["is_critical"] and entry["collection_id"] != "killed":
+            entry["num_candidate_actions"] = 3
+            entry["candidate_propensities"] = entry["candidate_propensities"][:3]
+            log[i] = json.dumps(entry)
+            break
+    (miscount / LOG_NAME).write_text("\n".join(log) + "\n")
+    assert f"{LOG_NAME}:{i + 1}: num_candidate_actions 3 but" in error(miscount)
+
+    corrupt = copy_dataset(out, tmp_path / "corrupt")
+    with open(corrupt / LOG_NAME, "a") as f:
+        f.write("{oops\n")
+    assert f"{LOG_NAME}:{len(log) + 1}: corrupt log line" in error(corrupt)
+
+
+def test_rejected_frames_are_left_out_of_training(collected):
+    from pipelines.policy.data import load_episode
+
+    out, _ = collected
+    ds = LeRobotDataset(out)
+    t = pq.read_table(out / "data/chunk-000/episode_000000.parquet").to_pydict()
+    status = np.array(t["approval_status"], dtype=object)
+    assert (status == "rejected").any()
+    ep = load_episode(ds, 0, ds.camera_keys, 16, selection=True)
+    kept = status != "rejected"
+    assert len(ep["state"]) == kept.sum()  # approved and none stay, rejected go
+    assert np.array_equal(ep["action"], np.array(t["action"], np.float32)[kept])
+    assert np.array_equal(ep["selected"], np.array(t["selected_candidate"])[kept])
+    assert ep["candidates"].shape == (kept.sum(), 4, 6)
+
+
+def test_train_policy_with_importance_weights_logs_them(collected, tmp_path, mlflow_uri):
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.policy import train
+
+    out, _ = collected
+    cfg = train.TrainPolicyConfig(
+        str(out), conditioning="none", importance_weights=True, self_normalize=True,
+        curriculum="propensity", workers=1, batch_size=8, image_size=16, steps=2,
+        checkpoint_every=1, storage=str(tmp_path / "runs"), name="iw",
+    )  # fmt: skip
+    result = train.run(cfg)
+    assert result.step == 2
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("flywheel-train-policy").experiment_id]
+    )
+    names = {"importance_weight_mean", "importance_weight_clipped", "importance_weight_ess"}
+    assert any(names <= set(r.data.metrics) for r in runs)
+    assert runs[0].data.params["importance_weights"] == "True"
+
+
+def test_propensity_report_counts_critical_attempts_only(collected, tmp_path, capsys):
+    from pipelines import propensity_report
+
+    out, result = collected
+    report_dir = tmp_path / "report"
+    assert propensity_report.main([str(out), "--out", str(report_dir), "--low", "0.3"]) == 0
+    report = json.loads((report_dir / "report.json").read_text())
+    critical = [e for e in dataset_log(out).values() if e["is_critical"]]
+    rejected = sum(e["approval_status"] == "rejected" for e in critical)
+    mode = report["rejection_by_selector_mode"]["epsilon_greedy"]
+    assert mode["attempts"] == len(critical) and mode["rejected"] == rejected == sum(
+        e["rejections"] for e in result.episodes
+    )
+    assert sum(v["attempts"] for v in report["rejection_by_responder"].values()) == len(critical)
+    assert set(report["rejection_by_responder"]) <= {"expert", "hesitant", "noisy", "failing"}
+    low = report["low_propensity_approved"]
+    assert low["approved"] == sum(
+        e["action_propensity"] < 0.3 and e["approval_status"] == "approved" for e in critical
+    )
+    assert sum(report["propensity_histogram"]["counts"]) == len(critical)
+    for name in propensity_report.PLOTS:
+        assert (report_dir / name).read_bytes().startswith(b"\x89PNG")
+    assert propensity_report.main([str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "meta/info.json: missing" in err and "\n" not in err
+
+
+def test_train_selector_then_collect_with_it(collected, tmp_path):
+    from pipelines import train_selector
+
+    out, _ = collected
+    cfg = train_selector.TrainSelectorConfig(
+        str(out), steps=4, batch_size=8, checkpoint_every=2, holdout=0.5,
+        storage=str(tmp_path / "runs"),
+    )  # fmt: skip
+    result = train_selector.run(cfg)
+    assert result.step == 4 and "heldout_accuracy" in result.metrics
+    learned = tmp_path / "learned"
+    res = collect.run(
+        small(learned, episodes=1, selector="learned", scorer=str(tmp_path / "runs/selector"))
+    )
+    log = dataset_log(learned)
+    crit = [e for e in log.values() if e["is_critical"]]
+    assert crit and res.frames == len(log)
+    for e in crit:
+        z = np.array(e["candidate_scores"]) / 1.0
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        if not e["resampled"]:
+            assert e["action_propensity"] == pytest.approx(p[e["selected_candidate"]])
+
+
+def test_off_policy_estimate_weights_by_the_learned_softmax():
+    from pipelines.propensity import first_draw_approval, off_policy_approval
+
+    def entry(sel, approved, prop, scores):
+        return {"is_critical": True, "resampled": False, "selected_candidate": sel,
+                "approval_status": "approved" if approved else "rejected",
+                "action_propensity": prop, "candidate_scores": scores}  # fmt: skip
+
+    # scores make the learned softmax pick candidate 0 with 0.9 (log(9) apart)
+    s = [float(np.log(9.0)), 0.0]
+    entries = [entry(0, True, 0.5, s), entry(1, False, 0.5, s)]
+    est = off_policy_approval(entries, temperature=1.0)
+    assert est["unweighted"] == 0.5 == first_draw_approval(entries)
+    assert est["ips"] == pytest.approx(0.9 / 0.5 * 0.5)  # mean(w r) = (1.8 + 0) / 2
+    assert est["self_normalized"] == pytest.approx(0.9)
