@@ -12,6 +12,7 @@ COMMANDS = {
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
+    "hilserl": ("pipelines.hilserl", "HIL-SERL on Ray: collectors, one learner, a Q monitor"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }
