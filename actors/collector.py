@@ -1,4 +1,4 @@
-"""HIL-SERL collectors: each owns a robot (simulated or real) and an operator, and feeds the learner.
+"""HIL-SERL collectors: each owns a robot (simulated or real) and an operator; feeds the learner.
 
 A `Collector` loops: at each episode boundary it asks the learner for the newest weights and an
 episode seed (`Learner.sync`: weights are picked up only there, never mid-episode, and the
@@ -260,16 +260,23 @@ class Collector:
             from pipelines.rl.features import frozen_from_export
 
             encoder = frozen_from_export(ray.get(learner.frozen_encoder.remote()))
-        reward = RewardSource(cfg) if cfg.reward == "classifier" else None
-        if cfg.robot == "sim":
-            self.rollout = SimRollout(cfg, encoder, reward)
-        else:
-            from actors.robot_rollout import RobotRollout
-
-            self.rollout = RobotRollout(cfg, encoder, reward, seed=seed)
+        self._encoder = encoder
+        self._reward = RewardSource(cfg) if cfg.reward == "classifier" else None
+        self._seed = seed
+        self.rollout = self._rollout()
         self.rng = np.random.default_rng([seed, index, os.getpid()])
         self.episodes = 0
+        self.robot_faults = 0
         self.started = time.time()
+
+    def _rollout(self):
+        if self.cfg.robot == "sim":
+            return SimRollout(self.cfg, self._encoder, self._reward)
+        from actors.robot_rollout import RobotRollout
+
+        return RobotRollout(
+            self.cfg, self._encoder, self._reward, seed=self._seed * 1000 + self.index
+        )
 
     def pid(self) -> int:
         return os.getpid()
@@ -294,7 +301,21 @@ class Collector:
                 state = ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
                 self.policy.load(state, answer["version"])
                 version = answer["version"]
-            episode = self.collect(answer["seed"], answer["env_steps"], answer["random"])
+            try:
+                episode = self.collect(answer["seed"], answer["env_steps"], answer["random"])
+            except Exception as e:
+                if self.cfg.robot == "sim":
+                    raise
+                # a robot fault (a bus that stopped answering: the follower is torque-off by
+                # now): drop the episode, connect the arms again, go on; give up after 3 in a row
+                self.robot_faults += 1
+                print(f"collector {self.index}: robot fault, episode dropped: {e}", flush=True)
+                if self.robot_faults > 3:
+                    raise
+                self.rollout.close()
+                self.rollout = self._rollout()
+                continue
+            self.robot_faults = 0
             ref = ray.put(episode)
             if self.recorder is not None:
                 self.recorder.record.remote([ref])

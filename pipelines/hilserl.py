@@ -660,10 +660,11 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
     finally:
         if tracked is not None:
             tracked.abort()
+        closing = [a.close.remote() for a in actors[1:]]  # recorder, collectors: arms torque off
+        with contextlib.suppress(Exception):
+            ray.wait(closing, num_returns=len(closing), timeout=30)
         for actor in reversed(actors):
             with contextlib.suppress(Exception):
-                if actor is recorder:
-                    ray.get(actor.close.remote(), timeout=30)
                 ray.kill(actor)
 
 
@@ -702,7 +703,8 @@ def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> di
                     ray.get(ref)
                 except ray.exceptions.RayError as e:
                     dead += 1
-                    _say(cfg, f"warning: collector {index} is gone for good ({type(e).__name__})")
+                    why = " ".join(str(getattr(e, "cause", None) or e).split())[-300:]
+                    _say(cfg, f"warning: collector {index} is gone for good: {why}")
         if tracked is not None:
             tracked.log_metrics(_numeric(status), step=int(status["env_steps"]))
         now = time.monotonic()
