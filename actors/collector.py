@@ -85,20 +85,39 @@ class FrameStack:
 
 
 class RewardSource:
-    """The served classifier's reward for a frame: 1.0 when it says success, else 0.0."""
+    """The served classifier's reward for a frame: 1.0 when it says success, else 0.0.
+
+    Through the Serve application's handle (`reward_app`) or its HTTP endpoint (`reward_url`),
+    with the client's retries; only the cameras the classifier takes are sent.
+    """
 
     def __init__(self, cfg: CollectorConfig):
         from serving.client import HandleRewardClient, HTTPRewardClient
 
         if cfg.reward_url:
             self.client = HTTPRewardClient(cfg.reward_url)
+            info = self.client.info()
         else:
             self.client = HandleRewardClient(app_name=cfg.reward_app)
-        self.cameras = cfg.cameras
+            info = self.client.handle.info.remote().result(timeout_s=30)
+        self.cameras = list(info["cameras"])
 
     def __call__(self, obs: dict) -> float:
-        answer = self.client.score({k: obs[k] for k in obs if k.startswith("observation.images.")})
+        answer = self.client.score({k: obs[k] for k in self.cameras})
         return 1.0 if answer["success"] else 0.0
+
+
+def replay_frame(obs: dict, cameras: list[str], encoder=None) -> dict:
+    """The frame the replay buffer keeps of an observation: the joints, and the frozen
+    encoder's features (float16) or, without one, the camera images."""
+    out = {STATE_KEY: np.asarray(obs[STATE_KEY], dtype=np.float32)}
+    if encoder is not None:
+        feats = encoder.features({k: obs[k] for k in encoder.cameras})[0]
+        out[FEATURES_KEY] = feats.astype(np.float16)
+    else:
+        for key in cameras:
+            out[key] = obs[key]
+    return out
 
 
 class EpisodeBuilder:
@@ -114,19 +133,8 @@ class EpisodeBuilder:
         self.interventions: list[bool] = []
         self.images: dict[str, list[np.ndarray]] = {k: [] for k in cfg.cameras}
 
-    def frame(self, obs: dict) -> dict:
-        """The replay frame of an observation (joints, and images or features)."""
-        out = {STATE_KEY: np.asarray(obs[STATE_KEY], dtype=np.float32)}
-        if self.encoder is not None:
-            feats = self.encoder.features({k: obs[k] for k in self.encoder.cameras})[0]
-            out[FEATURES_KEY] = feats.astype(np.float16)
-        else:
-            for key in self.cfg.cameras:
-                out[key] = obs[key]
-        return out
-
     def observe(self, obs: dict, first: bool = False) -> dict:
-        frame = self.frame(obs)
+        frame = replay_frame(obs, self.cfg.cameras, self.encoder)
         self.frames.append(frame)
         if self.cfg.keep_images or self.encoder is None:
             for key in self.cfg.cameras:
@@ -333,7 +341,9 @@ class Collector:
             def act(obs):
                 return self.policy.act(obs, env_step, explore=True, rng=rng)
 
+        cpu = time.process_time()
         episode = self.rollout.episode(act, seed)
+        episode.info["cpu_s"] = time.process_time() - cpu
         episode.info.update(
             collector=self.index, version=self.policy.version, random=bool(random_actions)
         )
@@ -346,9 +356,11 @@ class Collector:
 
 
 def collector_actor(max_restarts: int = 3, **options):
-    """`Collector` as a Ray actor that Ray restarts (and whose `run` it retries) if it dies."""
+    """`Collector` as a Ray actor that Ray restarts (and whose `run` it retries) if it dies.
+
+    Threaded (4), so that `pid`, `ping` and `close` answer while `run` loops."""
     import ray
 
-    return ray.remote(max_restarts=max_restarts, max_task_retries=max_restarts, **options)(
-        Collector
-    )
+    return ray.remote(
+        max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=4, **options
+    )(Collector)

@@ -329,6 +329,8 @@ class Learner:
             "return": float(np.sum(episode.reward)),
             "intervention_steps": int(np.sum(episode.intervention)),
             "random": bool(info.get("random", False)),
+            "cpu_s": float(info.get("cpu_s", 0.0)),
+            "bytes": episode.nbytes(),
             "version": info.get("version", -1),
             "wall_s": time.monotonic() - self._started,
         }
@@ -529,6 +531,8 @@ class Learner:
                 "warnings": warnings,
                 "version": self.version,
                 "wall_s": now - self._started,
+                "learner_cpu_s": time.process_time(),
+                "collector_cpu_s": float(sum(r.get("cpu_s", 0.0) for r in self.episode_log)),
                 **self.monitor.metrics(),
             }
             for k, v in pending.items():
@@ -541,8 +545,10 @@ class Learner:
                 )
                 out["return"] = float(np.mean([r["return"] for r in window]))
                 out["episode_length"] = steps / len(window)
-            if recent:
-                out["policy_success_rate"] = float(np.mean([r["success"] for r in recent]))
+            if recent:  # episodes the policy finished alone: success, no intervened step
+                out["autonomous_success_rate"] = float(
+                    np.mean([r["success"] and r["intervention_steps"] == 0 for r in recent])
+                )
             record = {k: v for k, v in out.items() if isinstance(v, int | float) and v is not None}
             self.metric_log.append(record)
             return out

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import math
 import sys
 import time
@@ -360,36 +361,54 @@ def check_run(cfg: HilserlConfig, settings: dict) -> dict | None:
     return {"path": str(path), **read_meta(path, LEARNER_KIND)}
 
 
+def _endpoint_info(cfg: HilserlConfig) -> dict:
+    """GET the classifier's description (HTTP) or ask its Serve application (handle)."""
+    if cfg.reward_url:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(cfg.reward_url)
+        conn = http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=5
+        )
+        try:
+            conn.request("GET", parts.path or "/")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+        return json.loads(body)
+    from ray import serve
+
+    handle = serve.get_app_handle(cfg.reward_app)
+    return handle.info.remote().result(timeout_s=10)
+
+
 def check_reward_endpoint(cfg: HilserlConfig, cameras: list[str]) -> dict:
     """The classifier endpoint answers and scores the env's cameras; one line if not."""
-    try:
-        from serving.client import HandleRewardClient, HTTPRewardClient
-    except ImportError:
-        raise DatasetError(
-            "--reward classifier: this Flywheel has no reward classifier serving (serving.client)"
-        ) from None
     where = cfg.reward_url or f"Serve application {cfg.reward_app!r}"
     try:
-        if cfg.reward_url:
-            info = HTTPRewardClient(cfg.reward_url, retries=2, deadline_s=5.0, timeout_s=3.0).info()
-        else:
-            from ray import serve
-
-            handle = serve.get_app_handle(cfg.reward_app)
-            info = handle.info.remote().result(timeout_s=10)
-            HandleRewardClient(handle)  # the client the collectors build
+        info = _endpoint_info(cfg)
     except Exception as e:
-        why = " ".join(str(e).split())[:200]
+        why = " ".join(str(e).split())[:200] or type(e).__name__
         raise DatasetError(
             f"--reward classifier: the reward endpoint ({where}) is unreachable: {why}; "
             "start it with `flywheel serve-reward CHECKPOINT`"
         ) from None
-    wanted = info.get("cameras", [])
-    missing = [c for c in wanted if c not in cameras and c not in SIM_CAMERAS]
+    try:
+        import serving.client  # noqa: F401  (the collectors' client)
+    except ImportError:
+        raise DatasetError(
+            "--reward classifier: this Flywheel has no reward classifier client (serving.client)"
+        ) from None
+    wanted = info.get("cameras", []) if isinstance(info, dict) else []
+    missing = [c for c in wanted if c not in SIM_CAMERAS and c not in cameras]
     if missing:
         raise DatasetError(
             f"--reward classifier: the classifier ({where}) scores camera {missing[0]!r}, "
-            f"which the env does not have"
+            "which the env does not have"
         )
     return info
 

@@ -116,10 +116,12 @@ def _orthogonal(module: nn.Module) -> None:
             module.bias.data.fill_(0.0)
 
 
-def sample_action(mean: torch.Tensor, std: float, clip: float | None) -> torch.Tensor:
+def sample_action(
+    mean: torch.Tensor, std: float, clip: float | None, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """mean + N(0, std) noise clipped to +-clip, the action kept in [-1, 1] (straight-through
     gradient at the bounds, as DrQ-v2's truncated normal)."""
-    noise = torch.randn_like(mean) * std
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device) * std
     if clip is not None:
         noise = noise.clamp(-clip, clip)
     x = mean + noise
@@ -127,12 +129,12 @@ def sample_action(mean: torch.Tensor, std: float, clip: float | None) -> torch.T
     return x - x.detach() + bounded.detach()
 
 
-def random_shift(x: torch.Tensor, pad: int) -> torch.Tensor:
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None):
     """DrQ's augmentation: replicate-pad by `pad`, crop back at a random offset per image."""
     n, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    oy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
-    ox = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+    oy = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (n,), device=x.device, generator=generator)
     rows = (oy[:, None] + torch.arange(h, device=x.device)[None])[:, None, :, None]
     cols = (ox[:, None] + torch.arange(w, device=x.device)[None])[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -241,17 +243,21 @@ class DrQV2Agent:
     def __init__(self, config: AgentConfig, device: str | torch.device = "cpu", seed: int = 0):
         self.config = config
         self.device = torch.device(device)
-        torch.manual_seed(seed)
         self.codec = ObservationCodec(config, self.device)
-        if config.encoder == "drqv2":
-            self.encoder: nn.Module | None = ImageEncoder(config).to(self.device)
-            repr_dim = self.encoder.repr_dim
-        else:
-            self.encoder = None
-            repr_dim = config.frozen_dim * config.frame_stack
+        # the agent's own random streams: initialisation, augmentation and action noise do not
+        # touch (or depend on) torch's global generator
+        self.generator = torch.Generator(self.device).manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if config.encoder == "drqv2":
+                self.encoder: nn.Module | None = ImageEncoder(config).to(self.device)
+                repr_dim = self.encoder.repr_dim
+            else:
+                self.encoder = None
+                repr_dim = config.frozen_dim * config.frame_stack
+            self.actor = Actor(repr_dim, config).to(self.device)
+            self.critic = Critic(repr_dim, config).to(self.device)
         self.repr_dim = repr_dim
-        self.actor = Actor(repr_dim, config).to(self.device)
-        self.critic = Critic(repr_dim, config).to(self.device)
         self.critic_target = copy.deepcopy(self.critic)
         for p in self.critic_target.parameters():
             p.requires_grad_(False)
@@ -271,7 +277,7 @@ class DrQV2Agent:
             return x
         if augment and self.config.shift_pad > 0:
             b, c = x.shape[:2]
-            x = random_shift(x.reshape(b * c, *x.shape[2:]), self.config.shift_pad)
+            x = random_shift(x.reshape(b * c, *x.shape[2:]), self.config.shift_pad, self.generator)
             x = x.reshape(b, c, *x.shape[1:])
         return self.encoder(x)
 
@@ -288,7 +294,9 @@ class DrQV2Agent:
             next_features = self.encode(batch["next_obs"], augment=True)
             next_state = self.codec.state(batch["next_obs"])
             std = stddev(cfg.stddev_schedule, env_step)
-            next_action = sample_action(self.actor(next_features, next_state), std, cfg.stddev_clip)
+            next_action = sample_action(
+                self.actor(next_features, next_state), std, cfg.stddev_clip, self.generator
+            )
             tq1, tq2 = self.critic_target(next_features, next_state, next_action)
             target = reward + discount * torch.min(tq1, tq2)
             raw_target_max = float(target.max())
@@ -324,7 +332,7 @@ class DrQV2Agent:
     def update_actor(self, batch: dict, features: torch.Tensor, state, env_step: int) -> dict:
         cfg = self.config
         std = stddev(cfg.stddev_schedule, env_step)
-        action = sample_action(self.actor(features, state), std, cfg.stddev_clip)
+        action = sample_action(self.actor(features, state), std, cfg.stddev_clip, self.generator)
         q1, q2 = self.critic(features, state, action)
         q_loss = -torch.min(q1, q2).mean()
         mask = np.asarray(batch["intervention"], dtype=bool)
@@ -381,7 +389,7 @@ class DrQV2Agent:
             "critic_opt": self.critic_opt.state_dict(),
             "updates": self.updates,
             "critic_updates": self.critic_updates,
-            "torch_rng": torch.get_rng_state(),
+            "generator": self.generator.get_state(),
         }
         if self.encoder is not None:
             state["encoder"] = self.encoder.state_dict()
@@ -399,8 +407,8 @@ class DrQV2Agent:
             self.encoder_opt.load_state_dict(state["encoder_opt"])
         self.updates = int(state["updates"])
         self.critic_updates = int(state["critic_updates"])
-        if "torch_rng" in state:
-            torch.set_rng_state(state["torch_rng"])
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
 
 
 class AgentPolicy:
