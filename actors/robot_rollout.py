@@ -25,6 +25,7 @@ The collector drives a `FollowerArm`, a `LeaderArm` and camera actors (`actors.a
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -32,12 +33,12 @@ import numpy as np
 from actors.collector import CollectorConfig, EpisodeBuilder
 from actors.sim import kinematics as kin
 from actors.sim.env import DEFAULT_WORKSPACE, TIME_LIMIT_S
+from actors.sim.world import HOME_JOINTS
 from actors.sim.wrappers import (
     denormalize_ee_action,
     ee_delta_from_joint_targets,
     normalize_ee_action,
 )
-from actors.sim.world import HOME_JOINTS
 
 MAX_EE_STEP = 0.02
 
@@ -218,13 +219,10 @@ class RobotRollout:
         import ray
 
         for actor in (self.follower, self.leader, *self.cameras.values()):
-            try:
+            # shutting down: torque off is best effort, nothing more to say
+            with contextlib.suppress(Exception):
                 stop = actor.shutdown if hasattr(actor, "shutdown") else actor.close
                 ray.get(stop.remote(), timeout=10)
-            except Exception:  # shutting down: torque off is best effort, say nothing more
-                pass
         if self.robot is not None:
-            try:
+            with contextlib.suppress(Exception):
                 ray.get(self.robot.close.remote(), timeout=10)
-            except Exception:
-                pass

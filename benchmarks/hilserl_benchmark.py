@@ -84,7 +84,7 @@ def updates_per_s(mode, hidden, stack, fdim, threads, batch=256, size=64, repeat
     batches = [make_batch(rng, mode, batch, size, stack, fdim) for _ in range(2)]
     agent.update([batches[0]], 0)  # warm-up
     rates = []
-    for r in range(repeats):
+    for _ in range(repeats):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds or n < 2:
             agent.update([batches[n % 2]], 1000)
@@ -117,7 +117,8 @@ def collector_rate(encoder_path: str | None, steps: int = 2000) -> dict:
     out = {}
     for keep in (False, True):
         rollout = SimRollout(CollectorConfig(image_size=size, keep_images=keep), encoder)
-        done, t0, cpu0, episodes, shipped, pickled = 0, time.perf_counter(), time.process_time(), 0, [], []
+        done, episodes, shipped, pickled = 0, 0, [], []
+        t0, cpu0 = time.perf_counter(), time.process_time()
         while done < steps:
             ep = rollout.episode(lambda o: rng.uniform(-1, 1, 4).astype(np.float32), episodes)
             done += len(ep)
@@ -252,7 +253,8 @@ def main(argv=None) -> int:
         for mode, hidden, stack, fdim in grid:
             if quick and (hidden == 1024 or threads > 1):
                 continue
-            rows.append(updates_per_s(mode, hidden, stack, fdim, threads, repeats=repeats, seconds=seconds))
+            row = updates_per_s(mode, hidden, stack, fdim, threads, repeats=repeats, seconds=seconds)
+            rows.append(row)
             print(rows[-1], flush=True)
     result["updates"] = rows
     result["memory"] = replay_memory(2_000 if quick else 20_000)

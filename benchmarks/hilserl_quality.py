@@ -258,7 +258,11 @@ def main(argv=None) -> int:
     t0 = time.time()
     with LoadSampler() as sampler:
         encoder = args.encoder or encoder_checkpoint(work, args.quick)
-    report["encoder"] = {"checkpoint": encoder, "seconds": round(time.time() - t0), "load": sampler.summary()}
+    report["encoder"] = {
+        "checkpoint": encoder,
+        "seconds": round(time.time() - t0),
+        "load": sampler.summary(),
+    }
     wanted = args.runs.split(",")
     plans = {
         "bc": {"bc_weight": 0.5},
@@ -287,7 +291,8 @@ def main(argv=None) -> int:
         for run in runs:
             src = Path(run["run_dir"]) / "learning_curves.png"
             if src.exists():
-                (RESULTS / f"hilserl_{run['name']}_learning_curves.png").write_bytes(src.read_bytes())
+                dest = RESULTS / f"hilserl_{run['name']}_learning_curves.png"
+                dest.write_bytes(src.read_bytes())
     print(f"Report: {args.out}")
     return 0
 

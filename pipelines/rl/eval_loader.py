@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.dataset import DatasetError
-from pipelines.policy.evaluate import ArmOptions, EnvSettings, register_loader
 from pipelines.rl.policy import KIND, HilserlPolicy, read_checkpoint
 
 
 @dataclass
 class LoadedHilserl:
     name: str
-    env: EnvSettings
+    env: object  # pipelines.policy.evaluate.EnvSettings
     agent_config: dict
     actor_state: dict
     encoder_export: dict | None
@@ -41,8 +40,10 @@ class LoadedHilserl:
         )
 
 
-@register_loader(KIND)
-def load_hilserl(path: Path, options: ArmOptions) -> LoadedHilserl:
+def load_hilserl(path: Path, options) -> LoadedHilserl:
+    """eval-policy's loader for `hilserl` checkpoints (`options`: its ArmOptions)."""
+    from pipelines.policy.evaluate import EnvSettings
+
     meta, state = read_checkpoint(path)
     if options.cfg_scale != 1.0 or options.n_action_steps not in (None, 1):
         raise DatasetError(f"{path}: a HIL-SERL actor takes no --cfg-scale or --n-action-steps")
@@ -64,3 +65,12 @@ def load_hilserl(path: Path, options: ArmOptions) -> LoadedHilserl:
         encoder_export=state.get("frozen_encoder"),
         max_ee_step=float(meta["run"].get("max_ee_step", 0.02)),
     )
+
+
+def _register() -> None:
+    from pipelines.policy.evaluate import register_loader
+
+    register_loader(KIND)(load_hilserl)
+
+
+_register()
