@@ -253,7 +253,7 @@ def main(argv=None) -> int:
         for mode, hidden, stack, fdim in grid:
             if quick and (hidden == 1024 or threads > 1):
                 continue
-            row = updates_per_s(mode, hidden, stack, fdim, threads, repeats=repeats, seconds=seconds)
+            row = updates_per_s(mode, hidden, stack, fdim, threads, repeats, seconds=seconds)
             rows.append(row)
             print(rows[-1], flush=True)
     result["updates"] = rows
