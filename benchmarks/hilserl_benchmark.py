@@ -175,8 +175,15 @@ def replay_memory(fill: int = 20_000) -> dict:
                     for k, (s, d) in spec.items()
                 }
                 buf.add(
-                    Episode(obs, np.zeros((t, 4), np.float32), np.zeros(t, np.float32), False,
-                            np.zeros(t, bool), np.zeros(t, bool), {})  # fmt: skip
+                    Episode(
+                        obs,
+                        np.zeros((t, 4), np.float32),
+                        np.zeros(t, np.float32),
+                        False,
+                        np.zeros(t, bool),
+                        np.zeros(t, bool),
+                        {},
+                    )  # fmt: skip
                 )
             grown = proc.memory_info().rss - before
             row["measured_rss_gb_per_100k_frames"] = round(grown / buf.frames * 100_000 / 1e9, 3)
