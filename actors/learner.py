@@ -259,11 +259,17 @@ class Learner:
             return float("inf")
         return self.cfg.updates_per_step * max(0, e - self.cfg.learning_starts)
 
-    def _final_steps(self) -> int:
-        return int(self.target_steps(max(self.env_steps, self.cfg.steps)))
+    def _final_steps(self) -> float:
+        return self.target_steps(max(self.env_steps, self.cfg.steps))
 
     def done_collecting(self) -> bool:
         return self.env_steps >= self.cfg.steps
+
+    def _training_done(self) -> bool:
+        """The run has its env steps and the steps they allow (free-running: its env steps)."""
+        if not self.done_collecting():
+            return False
+        return self.cfg.updates_per_step <= 0 or self.agent.updates >= self._final_steps()
 
     # ------------------------------------------------------------------ collectors' calls
 
@@ -382,9 +388,9 @@ class Learner:
         try:
             while not self._stop.is_set():
                 with self.lock:
+                    if self._training_done():
+                        break
                     if not self._ready():
-                        if self.done_collecting() and self.agent.updates >= self._final_steps():
-                            break
                         self.new_data.wait(timeout=0.2)
                         continue
                 self.step()

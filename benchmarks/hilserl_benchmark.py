@@ -140,9 +140,13 @@ def collector_rate(encoder_path: str | None, steps: int = 2000) -> dict:
     return out
 
 
-def replay_memory(fill: int = 20_000) -> dict:
-    import psutil
+def rss() -> int:
+    """This process's resident memory (bytes), from /proc."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
+
+def replay_memory(fill: int = 20_000) -> dict:
     from pipelines.rl.replay import Episode, ReplayBuffer
 
     kinds = {
@@ -162,8 +166,7 @@ def replay_memory(fill: int = 20_000) -> dict:
             "gb_per_100k_transitions": round(per_frame * 100_000 * 51 / 50 / 1e9, 3),
         }
         if "128" not in name:
-            proc = psutil.Process()
-            before = proc.memory_info().rss
+            before = rss()
             buf = ReplayBuffer(fill + 100, spec, 4)
             rng = np.random.default_rng(0)
             t = 50
@@ -185,7 +188,7 @@ def replay_memory(fill: int = 20_000) -> dict:
                         {},
                     )  # fmt: skip
                 )
-            grown = proc.memory_info().rss - before
+            grown = rss() - before
             row["measured_rss_gb_per_100k_frames"] = round(grown / buf.frames * 100_000 / 1e9, 3)
             del buf
         out[name] = row
@@ -260,7 +263,9 @@ def main(argv=None) -> int:
         for mode, hidden, stack, fdim in grid:
             if quick and (hidden == 1024 or threads > 1):
                 continue
-            row = updates_per_s(mode, hidden, stack, fdim, threads, repeats, seconds=seconds)
+            row = updates_per_s(
+                mode, hidden, stack, fdim, threads, repeats=repeats, seconds=seconds
+            )
             rows.append(row)
             print(rows[-1], flush=True)
     result["updates"] = rows

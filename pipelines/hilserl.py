@@ -443,6 +443,8 @@ def curves_figure(episodes: list[dict], metrics: list[dict], bound: float, title
             for i in range(len(episodes))
         ]
         ax.plot(steps, rate, label="intervention rate")
+        alone = [e["success"] and e["intervention_steps"] == 0 for e in episodes]
+        ax.plot(steps, running(alone), label="finished by the policy alone")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("env steps")
     ax.set_title("20-episode running averages", fontsize=9)
@@ -653,7 +655,12 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
             f"{cfg.steps} env steps, bc_weight {cfg.bc_weight}, reward {cfg.reward}, "
             f"Q bound {bound:g}",
         )
-        status = _watch(cfg, learner, runs, tracked, bound)
+        try:
+            status = _watch(cfg, learner, runs, tracked, bound)
+        except KeyboardInterrupt:  # Ctrl-C: the buffers and weights as they are, then stop
+            print("interrupted: writing the final checkpoint (Ctrl-C again to leave it)")
+            ray.get(learner.finish.remote(), timeout=300)
+            raise
         final = ray.get(learner.finish.remote())
         status = ray.get(learner.status.remote())
         history = ray.get(learner.history.remote())
@@ -863,6 +870,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel hilserl") -> i
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; the run resumes from its last checkpoint", file=sys.stderr)
         return 130
+    except RuntimeError as e:  # the learner failed, or every collector is gone
+        print(f"{prog}: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     s = result.status
     if s:
         print(
