@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -232,7 +233,7 @@ class Resolved:
 
     robot: str
     encoder_spec: str
-    encoder_export: dict | None
+    frozen: bool  # a frozen encoder (features in the replay buffer), else drqv2
     cameras: list[str]
     image_size: int
     hidden_dim: int
@@ -300,7 +301,7 @@ def resolve(cfg: HilserlConfig, gpu: bool) -> Resolved:
     return Resolved(
         robot=robot,
         encoder_spec=spec,
-        encoder_export=encoder.export() if encoder is not None else None,
+        frozen=encoder is not None,
         cameras=cameras,
         image_size=image_size,
         hidden_dim=hidden,
@@ -486,7 +487,7 @@ def _agent_config(cfg: HilserlConfig, res: Resolved) -> dict:
     terminates = cfg.terminate_on_success
     return AgentConfig(
         cameras=res.cameras,
-        encoder="frozen" if res.encoder_export else "drqv2",
+        encoder="frozen" if res.frozen else "drqv2",
         image_size=res.image_size,
         frame_stack=cfg.frame_stack,
         frozen_dim=res.frozen_dim,
@@ -506,7 +507,7 @@ def _agent_config(cfg: HilserlConfig, res: Resolved) -> dict:
 
 def _obs_spec(res: Resolved) -> dict:
     spec = {"observation.state": ((6,), "float32")}
-    if res.encoder_export:
+    if res.frozen:
         spec["features"] = ((res.frozen_dim,), "float16")
     else:
         for key in res.cameras:
@@ -526,6 +527,10 @@ def run(cfg: HilserlConfig) -> HilserlResult:
     mlflow_uri = check_tracking_uri() if cfg.mlflow else None
     from pipelines.cluster import connect
 
+    if not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+        # Ray nices its worker processes (15); here they are the job's real work: the learner
+        # and the collectors' control loops must not starve behind everything else
+        os.environ.setdefault("RAY_worker_niceness", "0")
     resources = connect(cfg.ray_address)
     gpu = resources.get("GPU", 0) >= 1
     res = resolve(cfg, gpu)
@@ -583,7 +588,7 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
     if res.gpu:
         learner_options["num_gpus"] = 1
     tracked = TrackedRun("flywheel-hilserl") if mlflow_uri else None
-    source = res.encoder_spec[len("frozen:") :] if res.encoder_export else None
+    source = res.encoder_spec[len("frozen:") :] if res.frozen else None
     learner = learner_actor(**learner_options).remote(
         learner_cfg, agent_config, _obs_spec(res), source
     )
@@ -624,7 +629,7 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
             image_size=res.image_size,
             cameras=res.cameras,
             frame_stack=cfg.frame_stack,
-            keep_images=cfg.record or res.encoder_export is None,
+            keep_images=cfg.record or not res.frozen,
             operator=cfg.operator,
             random_steps=cfg.random_steps,
             reward=cfg.reward,
