@@ -103,10 +103,13 @@ class RobotRollout:
             follower_port, leader_port = cfg.follower_port, cfg.leader_port
             camera = ray.remote(OpenCVCamera).options(**zero)
             self.cameras = {k: camera.remote(src) for k, src in cfg.real_cameras.items()}
+        # an emulated bus stalls when the machine is busy (its emulator is a thread in another
+        # process), which a real one does not: more retries before a timeout is a fault
+        retries = 20 if cfg.robot == "emulated" else 3
         self.follower = follower_actor(**zero).remote(
-            follower_port, follower_cal, max_step=max_step
+            follower_port, follower_cal, max_step=max_step, retries=retries
         )
-        self.leader = leader_actor(**zero).remote(leader_port, leader_cal)
+        self.leader = leader_actor(**zero).remote(leader_port, leader_cal, retries=retries)
 
     # ------------------------------------------------------------------ I/O
 

@@ -718,7 +718,7 @@ def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> di
     last_print = 0.0
     status: dict = {}
     pending = dict(runs)
-    dead = 0
+    dead, last_reason = 0, ""
     while True:
         finished = ray.get(learner.wait.remote(1.0))
         status = ray.get(learner.status.remote())
@@ -735,6 +735,7 @@ def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> di
                 except ray.exceptions.RayError as e:
                     dead += 1
                     why = " ".join(str(getattr(e, "cause", None) or e).split())[-300:]
+                    last_reason = f"collector {index}: {why}"
                     _say(cfg, f"warning: collector {index} is gone for good: {why}")
         if tracked is not None:
             tracked.log_metrics(_numeric(status), step=int(status["env_steps"]))
@@ -745,7 +746,10 @@ def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> di
         if finished:
             return status
         if not pending and dead and not status["done"] and status["env_steps"] < cfg.steps:
-            raise RuntimeError("every collector is gone; the learner's last checkpoint is kept")
+            raise RuntimeError(
+                f"every collector is gone (last: {last_reason}); the learner's last checkpoint "
+                "is kept"
+            )
 
 
 def _progress_line(s: dict, steps: int, bound: float) -> str:
