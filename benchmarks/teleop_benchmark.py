@@ -5,7 +5,7 @@ emulated servos), the leader and two simulated cameras, records the frame and co
 follower. Reports the achieved rate, the period jitter |period - 1/30 s| (p50, p99, max) and the
 late ticks; writes benchmarks/results/teleop.json.
 
-    python benchmarks/teleop_benchmark.py [--seconds 20] [--fps 30]
+    python benchmarks/teleop_benchmark.py [--seconds 20] [--fps 30] [--vcodec av1|h264|mpeg4]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--fps", type=float, default=30.0)
+    p.add_argument("--vcodec", default=None, help="video codec recorded (default: av1)")
     args = p.parse_args()
 
     import ray
@@ -57,6 +58,7 @@ def main() -> None:
             task="benchmark",
             joint_names=JOINTS,
             cameras={k: (128, 128) for k in keys},
+            vcodec=args.vcodec,
         )
         session = TeleopSession(
             follower, leader, cameras, recorder, fps=args.fps, episode_time_s=args.seconds
@@ -67,6 +69,7 @@ def main() -> None:
     result = {
         "fps_target": args.fps,
         "seconds": args.seconds,
+        "vcodec": recorder.vcodec,
         "cpus": os.cpu_count(),
         "frames": outcome.frames,
         "fps_achieved": round(outcome.frames / args.seconds, 2),

@@ -1,8 +1,17 @@
-"""Connecting a job to Ray: a local cluster by default, an existing one by address."""
+"""Connecting a job to Ray: a local cluster by default, an existing one by address.
+
+Every job also runs as `ray job submit --working-dir . -- python -m pipelines.<job> ...`. Ray
+then starts the job's driver in a temporary copy of the working directory (deleted with the
+job's runtime environment), with RAY_ADDRESS set and the job's runtime environment in
+RAY_JOB_CONFIG_JSON_ENV_VAR; `connect` then joins that cluster as it is, and
+`check_job_output` refuses an output (dataset written in place, checkpoints, MLflow store) that
+would land in the temporary copy, before the job does any work.
+"""
 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
@@ -33,7 +42,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
         return ray.cluster_resources()
     address = address or os.environ.get("RAY_ADDRESS")
     kwargs: dict = {"log_to_driver": False, "logging_level": logging.ERROR}
-    if address and not os.environ.get("RAY_JOB_ID"):
+    # The driver of a `ray job submit` job runs in the job's runtime environment already: Ray
+    # sets RAY_JOB_CONFIG_JSON_ENV_VAR for it (not RAY_JOB_ID), so nothing is shipped again.
+    in_job = os.environ.get("RAY_JOB_ID") or os.environ.get(_JOB_CONFIG_VAR)
+    if address and not in_job:
         root = Path(__file__).resolve().parent.parent
         kwargs["runtime_env"] = {
             "py_modules": [str(root / p) for p in _PACKAGES if (root / p).is_dir()]
@@ -58,7 +70,49 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
 
 
 class ClusterError(Exception):
-    """The Ray cluster cannot be reached; worded as one line."""
+    """The Ray cluster cannot be reached, or a job's output would be lost; worded as one line."""
+
+
+# Set by Ray's job supervisor in the environment of a submitted job's driver.
+_JOB_CONFIG_VAR = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_scratch_dir() -> Path | None:
+    """The temporary working directory of a `ray job submit` job's driver, else None.
+
+    That is the job's current directory when its runtime environment has a `working_dir`
+    (`--working-dir`), except a `local://` one, which is a directory of the node's own.
+    """
+    raw = os.environ.get(_JOB_CONFIG_VAR)
+    if not raw:
+        return None
+    try:
+        working_dir = (json.loads(raw).get("runtime_env") or {}).get("working_dir")
+    except (ValueError, AttributeError):
+        return None
+    if not working_dir or str(working_dir).startswith("local://"):
+        return None
+    return Path.cwd().resolve()
+
+
+def in_job_scratch(path: str | os.PathLike) -> Path | None:
+    """The job's temporary working directory if `path` is inside it (see job_scratch_dir)."""
+    scratch = job_scratch_dir()
+    if scratch is None or "://" in str(path):
+        return None
+    resolved = Path(path).resolve()
+    return scratch if resolved == scratch or scratch in resolved.parents else None
+
+
+def check_job_output(path: str | os.PathLike, what: str) -> None:
+    """A ClusterError when `path`, an output of the job, is in the job's temporary directory."""
+    scratch = in_job_scratch(path)
+    if scratch is not None:
+        raise ClusterError(
+            f"{what} {path}: inside this `ray job submit` job's temporary working directory "
+            f"({scratch}), which Ray deletes after the job; give an absolute path outside it "
+            "(on a shared volume for a multi-node cluster)"
+        )
 
 
 def _why(e: BaseException) -> str:

@@ -3,7 +3,7 @@
 A Ray Data pass in two operators:
 
 1. **frames** (CPU tasks, one per group of episodes): each episode's camera videos are decoded
-   with OpenCV as a stream (images stored in the parquet files too) and resized to the model's
+   with PyAV as a stream (images stored in the parquet files too) and resized to the model's
    input; rows of frames leave the task as they are decoded, so a long video is never held in
    memory.
 2. **encoder** (`ActorPoolStrategy`: replicas of the estimator, on GPUs when there are some):
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V30,
     DatasetError,
@@ -220,6 +220,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     ):
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
+    check_job_output(cfg.dataset, "dataset (written into)")
     ckpt = Path(cfg.checkpoint)
     meta = read_meta(ckpt, KIND)
     model = meta["model"]

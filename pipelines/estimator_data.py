@@ -1,7 +1,7 @@
 """Frames for the advantage estimator: decoding, the training pairs, the inference queries.
 
-Pure numpy (plus OpenCV to decode and resize); the Ray jobs in `train_estimator` and
-`estimate` call these.
+Pure numpy (plus the dataset layer's decoding, and OpenCV to resize); the Ray jobs in
+`train_estimator` and `estimate` call these.
 
 Training pairs, as the stage-advantage reference samples them: a current frame c drawn at
 random, a history frame h drawn uniformly from the *other* frames of the same episode (a

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines import advantage
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     JOURNAL,
     V30,
@@ -576,6 +576,8 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
     """Label a dataset (see the module docstring); DatasetError for anything wrong with it."""
     t0 = time.time()
     cfg.validate()
+    if not cfg.dry_run:
+        check_job_output(cfg.dataset, "dataset (labeled in place)")
     if cfg.mlflow and not cfg.dry_run:
         check_tracking_uri()
     root = Path(cfg.dataset)

@@ -29,7 +29,7 @@ from actors.feetech.calibration import (
     set_half_turn_homings,
 )
 from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError
+from pipelines.dataset import V21, V30, DatasetError, default_codec_note, resolve_video_codec
 
 CAMERA_PREFIX = "observation.images."
 
@@ -209,6 +209,14 @@ def teleop(args) -> int:
     if not sim and (args.follower_port is None or args.leader_port is None):
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
     camera_specs = _camera_specs(args.camera)
+    try:
+        if args.format not in (None, V21, V30):
+            raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
+        vcodec = None if args.vcodec is None else resolve_video_codec(args.vcodec)
+    except DatasetError as e:
+        raise RobotError(f"--vcodec: {e}") from None
+    if vcodec is None and (note := default_codec_note()):
+        print(f"note: {note}", file=sys.stderr)
     if args.task is None:
         if not sim:
             raise RobotError("--task TEXT: say what the recorded episodes do")
@@ -248,7 +256,13 @@ def teleop(args) -> int:
         first = ray.get([cam.latest.remote() for cam in cameras.values()])
         sizes = {k: frame[0].shape[:2] for k, frame in zip(cameras, first, strict=True)}
         recorder = EpisodeRecorder(
-            args.out, fps=args.fps, task=args.task, joint_names=JOINTS, cameras=sizes
+            args.out,
+            fps=args.fps,
+            task=args.task,
+            joint_names=JOINTS,
+            cameras=sizes,
+            vcodec=vcodec,
+            version=args.format,
         )
 
         def new_episode():
@@ -394,6 +408,18 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     q.add_argument("--sim-task", default="reach_grasp", choices=["reach_grasp", "pick_lift"])
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--image-size", type=int, default=128, help="(--sim) camera image size")
+    q.add_argument(
+        "--vcodec",
+        default=None,
+        help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or "
+        "mpeg4; appending keeps the dataset's",
+    )
+    q.add_argument(
+        "--format",
+        default=None,
+        help="LeRobot layout of a new dataset: v2.1 (default) or v3.0; appending keeps the "
+        "dataset's",
+    )
     q.add_argument("--ray-address", default=None)
     common(q, arm=False)
 

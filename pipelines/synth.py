@@ -48,20 +48,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V21,
     V30,
-    VIDEO_CODEC,
     DatasetError,
     ImageStats,
     VideoWriter,
+    check_frame_size,
+    default_codec_note,
     episode_data_path,
     episode_video_path,
     features_of,
     frames_table,
     new_info,
     new_info_v30,
+    resolve_video_codec,
     table_stats,
     temp_path_for,
     video_feature,
@@ -90,6 +92,7 @@ class SynthConfig:
     operator: float = 0.5
     fps: int = 10
     image_size: int = 128
+    vcodec: str | None = None  # None: av1 where PyAV has SVT-AV1, else h264
     format: str = V21
     ray_address: str | None = None
 
@@ -119,6 +122,14 @@ class SynthConfig:
             raise DatasetError(f"--fps {self.fps}: between 1 and 120")
         if not 16 <= self.image_size <= 1024:
             raise DatasetError(f"--image-size {self.image_size}: between 16 and 1024")
+        try:
+            self.vcodec = resolve_video_codec(self.vcodec)
+        except DatasetError as e:
+            raise DatasetError(f"--vcodec: {e}") from None
+        try:
+            check_frame_size(self.vcodec, self.image_size, self.image_size)
+        except DatasetError as e:
+            raise DatasetError(f"--image-size {self.image_size}: {e}") from None
         if not 0 <= self.operator <= 1:
             raise DatasetError(f"--operator {self.operator}: a share between 0 and 1")
         if self.format not in (V21, V30):
@@ -226,7 +237,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
     image_stats = {k: ImageStats() for k in CAMERAS}
     size = cfg.image_size
     videos = {k: episode_video(root, cfg.format, plan.index, k) for k in CAMERAS}
-    writers = {k: VideoWriter(videos[k], cfg.fps, size, size) for k in CAMERAS}
+    writers = {k: VideoWriter(videos[k], cfg.fps, size, size, cfg.vcodec) for k in CAMERAS}
     try:
         done = False
         while not done:
@@ -341,6 +352,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
     """Synthesize the dataset (see the module docstring); DatasetError for bad options."""
     t0 = time.time()
     mix = cfg.validate()
+    check_job_output(cfg.out, "output dataset")
     plans = plan_episodes(cfg, mix)
     root = Path(cfg.out).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -360,7 +372,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
     firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]].tolist()
     size = cfg.image_size
     total = int(sum(m["length"] for m in metas))
-    vfeatures = {k: video_feature(size, size, cfg.fps, VIDEO_CODEC) for k in CAMERAS}
+    vfeatures = {k: video_feature(size, size, cfg.fps, cfg.vcodec) for k in CAMERAS}
     if cfg.format == V30:
         tables = [t for group in ray.get([r[1] for r in refs]) for t in group]
         tables = [with_index(t, int(first)) for t, first in zip(tables, firsts, strict=True)]
@@ -463,6 +475,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument(
+        "--vcodec",
+        default=None,
+        help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
+    )
+    p.add_argument(
         "--format",
         default=V21,
         help=f"LeRobot layout: {V21} (one file per episode, default) or {V30} (as LeRobot >= 0.4 "
@@ -475,6 +492,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = SynthConfig(**{k: v for k, v in vars(args).items()})
+    if cfg.vcodec is None and (note := default_codec_note()):
+        print(f"{prog}: note: {note}", file=sys.stderr)
     try:
         result = run(cfg)
     except (DatasetError, ClusterError) as e:

@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from pipelines.cluster import in_job_scratch
+
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
@@ -69,8 +71,18 @@ def check_tracking_uri(uri: str | None = None, warn=None) -> str:
     def bad(why: str) -> TrackingError:
         return TrackingError(f"MLflow tracking URI {uri!r}: {why}; {_SUGGEST}")
 
+    def check_kept(path: Path) -> None:  # not in a submitted job's temporary working dir
+        if in_job_scratch(path) is not None:
+            raise TrackingError(
+                f"MLflow tracking URI {uri!r}: {path} is inside this `ray job submit` job's "
+                "temporary working directory, which Ray deletes after the job; submit with "
+                """--runtime-env-json '{"env_vars": {"MLFLOW_TRACKING_URI": """
+                """"sqlite:////<absolute path>/mlflow.db"}}' (or a tracking server's URI)"""
+            )
+
     folder = _file_store_path(uri)
     if folder is not None:
+        check_kept(folder)
         parent = folder if folder.exists() else folder.parent
         if folder.exists() and not folder.is_dir():
             raise bad("a file store must be a folder, and this is a file")
@@ -92,6 +104,7 @@ def check_tracking_uri(uri: str | None = None, warn=None) -> str:
         db = Path(unquote(uri[len("sqlite:///") :]))
         if not db.is_absolute():
             db = Path.cwd() / db
+        check_kept(db)
         if db.exists():
             if not db.is_file():
                 raise bad(f"{db} is not a file")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cluster import ClusterError
+from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
 from pipelines.estimator_model import VARIANTS, EstimatorConfig
 from pipelines.tracking import TrackingError, check_tracking_uri
@@ -281,7 +281,7 @@ def check_dataset(
         for col in columns:
             if col not in names:
                 raise DatasetError(f"{ds.relative(path)}: missing column {col!r}")
-    for key in cameras:  # fail fast on a codec OpenCV cannot decode
+    for key in cameras:  # fail fast on a video this machine cannot decode
         next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
     return cameras
 
@@ -316,6 +316,7 @@ def run(cfg: TrainConfig) -> TrainResult:
         raise DatasetError(f"--max-failures {cfg.max_failures}: -1 (no limit) or more")
     if not 0 <= cfg.holdout < 1:
         raise DatasetError(f"--holdout {cfg.holdout}: a share of the episodes in [0, 1)")
+    check_job_output(cfg.storage, "--storage")
     mlflow_uri = check_tracking_uri() if cfg.mlflow else None
     ds = LeRobotDataset(cfg.dataset)
     episodes = cfg.episodes if cfg.episodes is not None else ds.episode_indices

@@ -8,7 +8,7 @@ or a machine that lost power sees either the old or the new file, never a trunca
     errors    DatasetError: every problem with a dataset, as one line naming the file
     atomic    atomic, durable writes and the clean-up of what a killed writer left
     tables    LeRobot's feature conventions, frame tables, parquet reads and writes
-    video     camera videos: encoding and decoding as a stream
+    video     camera videos through PyAV: encoding, decoding as a stream, concatenation
     stats     per-feature statistics as LeRobot keeps them
     layout    paths and metadata of both versions, `LeRobotDataset` to read them, v2.1 meta
     v30       v3.0 writing: files chunked by size, their metadata, appending an episode
@@ -90,10 +90,17 @@ from pipelines.dataset.v30 import (
     write_episodes,
 )
 from pipelines.dataset.video import (
-    VIDEO_CODEC,
+    VIDEO_CODECS,
+    VideoProbe,
     VideoWriter,
+    check_frame_size,
+    concatenate_videos,
+    default_codec_note,
+    default_video_codec,
     iter_video_frames,
+    probe_video,
     read_video,
+    resolve_video_codec,
     video_feature,
 )
 
@@ -117,7 +124,8 @@ __all__ = [
     "V30_DATA_PATH",
     "V30_EPISODES_PATH",
     "V30_VIDEO_PATH",
-    "VIDEO_CODEC",
+    "VIDEO_CODECS",
+    "VideoProbe",
     "VideoWriter",
     "aggregate_stats",
     "atomic_open",
@@ -125,8 +133,12 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_frame_size",
     "column_to_numpy",
     "commit_staged",
+    "concatenate_videos",
+    "default_codec_note",
+    "default_video_codec",
     "episode_data_path",
     "episode_rows",
     "episode_video_path",
@@ -141,10 +153,12 @@ __all__ = [
     "new_info_v30",
     "numeric_stats",
     "parquet_column_names",
+    "probe_video",
     "read_columns",
     "read_video",
     "remove_stale_temps",
     "replace_durably",
+    "resolve_video_codec",
     "stage_episode_stats",
     "stage_json",
     "stage_jsonl",

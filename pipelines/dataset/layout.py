@@ -15,6 +15,7 @@ Layout (v3.0)::
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
@@ -300,13 +301,12 @@ class LeRobotDataset:
     def iter_camera_frames(self, episode_index: int, key: str, data_dir: str = "data"):
         """The episode's frames of camera `key`, one RGB uint8 array at a time.
 
-        Video features are decoded with OpenCV as they are read (for v3.0, the episode's span of
-        the shared video file); image features (stored in the parquet files as encoded bytes)
-        are decoded with cv2.imdecode. A video OpenCV cannot decode is a DatasetError naming the
-        file and its codec.
+        Video features are decoded with PyAV as they are read, as LeRobot reads them: the
+        frames at the episode's `from_timestamp` (v3.0: its span of the shared video file;
+        v2.1: 0) + i / fps. Image features (stored in the parquet files as PNG or JPEG bytes)
+        are decoded with Pillow. A video that cannot be decoded here, or that has fewer frames
+        than the episode's rows, is a DatasetError naming the file and its codec.
         """
-        import cv2
-
         feature = self.features.get(key)
         if feature is None:
             raise DatasetError(f"{self.root}/meta/info.json: no camera feature {key!r}")
@@ -314,19 +314,28 @@ class LeRobotDataset:
         if feature.get("dtype") == "video":
             codec = (feature.get("info") or {}).get("video.codec")
             start, _ = self.video_span(episode_index, key)
-            first = int(round(start * self.fps))
-            yield from iter_video_frames(self.video_file(episode_index, key), first, n, codec=codec)
+            yield from iter_video_frames(
+                self.video_file(episode_index, key),
+                count=n,
+                codec=codec,
+                from_timestamp=float(start),
+                fps=self.fps,
+            )
             return
+        from PIL import Image
+
         column = self.read_episode(episode_index, [key], data_dir).column(key).to_pylist()
         for i, cell in enumerate(column):
             data = cell.get("bytes") if isinstance(cell, dict) else cell
-            bgr = cv2.imdecode(np.frombuffer(data or b"", np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
+            try:
+                with Image.open(io.BytesIO(data or b"")) as image:
+                    rgb = np.asarray(image.convert("RGB"))
+            except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
                 raise DatasetError(
                     f"{self.relative(self.data_file(episode_index, data_dir))}: episode "
-                    f"{episode_index} frame {i}: {key} is not a decodable image"
-                )
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    f"{episode_index} frame {i}: {key} is not a decodable image ({one_line(e)})"
+                ) from e
+            yield rgb
 
     @property
     def camera_keys(self) -> list[str]:

@@ -23,7 +23,12 @@ from pipelines.dataset.layout import (
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
 from pipelines.dataset.v30 import V30Appender, new_info_v30
-from pipelines.dataset.video import VIDEO_CODEC, VideoWriter, video_feature
+from pipelines.dataset.video import (
+    VideoWriter,
+    check_frame_size,
+    resolve_video_codec,
+    video_feature,
+)
 
 
 class EpisodeRecorder:
@@ -36,6 +41,9 @@ class EpisodeRecorder:
     atomically. v3.0 (`version`, or an existing v3.0 dataset): the episode goes into the
     current shared files (or starts the next ones when they are full), as one commit
     (`pipelines.dataset.v30.V30Appender`).
+
+    `vcodec` is the video codec (av1, h264 or mpeg4; default: av1 where PyAV has SVT-AV1).
+    Appending keeps the dataset's codec: asking for another one is a DatasetError.
     """
 
     def __init__(
@@ -49,6 +57,7 @@ class EpisodeRecorder:
         robot_type: str = "so101_follower",
         data_type: str = "demo",
         version: str | None = None,
+        vcodec: str | None = None,
         action_names: Sequence[str] | None = None,
     ):
         """`version`: the layout of a new dataset (default v2.1); an existing dataset keeps its
@@ -74,15 +83,20 @@ class EpisodeRecorder:
             raise DatasetError(f"--format {version!r}: {V21} or {V30}")
         self._appender: V30Appender | None = None
         if (self.root / "meta" / "info.json").exists():
-            self._continue(version)
+            self.vcodec = self._continue(version, vcodec)
         elif self.root.exists() and any(self.root.iterdir()):
             raise DatasetError(f"{self.root}: exists, is not empty and is not a LeRobot dataset")
+        else:
+            self.vcodec = resolve_video_codec(vcodec)
+        for h, w in self.cameras.values():
+            check_frame_size(self.vcodec, w, h)
         self._frames: list[tuple] = []
         self._videos: dict[str, VideoWriter] = {}
         self._image_stats: dict[str, ImageStats] = {}
         self.episode_index: int | None = None
 
-    def _continue(self, version: str | None) -> None:
+    def _continue(self, version: str | None, vcodec: str | None) -> str:
+        """Load the dataset to append to; returns the video codec to record with (its own)."""
         finish_interrupted_commit(self.root)
         ds = LeRobotDataset(self.root)
         if version is not None and ds.version != version:
@@ -109,6 +123,19 @@ class EpisodeRecorder:
         self._stats = dict(ds.episodes_stats)
         if self.version == V30:
             self._appender = V30Appender(self.root, ds.info)
+        codecs = {(ds.features[k].get("info") or {}).get("video.codec") for k in want}
+        if not codecs:
+            return resolve_video_codec(vcodec)
+        have = sorted(str(c) for c in codecs)
+        if len(have) > 1 or (vcodec is not None and resolve_video_codec(vcodec) != have[0]):
+            raise DatasetError(
+                f"{self.root}/meta/info.json: the videos are {', '.join(have)}; appending "
+                f"keeps the dataset's codec (leave out the codec option, or record a new dataset)"
+            )
+        try:
+            return resolve_video_codec(have[0])
+        except DatasetError as e:
+            raise DatasetError(f"{self.root}/meta/info.json: cannot append: {e}") from None
 
     def _episode_video(self, key: str) -> Path:
         if self.version == V21:
@@ -126,7 +153,7 @@ class EpisodeRecorder:
         self.episode_index = len(self._episodes)
         self._frames = []
         self._videos = {
-            key: VideoWriter(self._episode_video(key), self.fps, w, h)
+            key: VideoWriter(self._episode_video(key), self.fps, w, h, codec=self.vcodec)
             for key, (h, w) in self.cameras.items()
         }
         self._image_stats = {key: ImageStats() for key in self.cameras}
@@ -193,7 +220,7 @@ class EpisodeRecorder:
         stats.update({key: acc.result() for key, acc in self._image_stats.items()})
         if self.info is None:
             videos = {
-                k: video_feature(h, w, self.fps, VIDEO_CODEC) for k, (h, w) in self.cameras.items()
+                k: video_feature(h, w, self.fps, self.vcodec) for k, (h, w) in self.cameras.items()
             }
             features = features_of(table, videos)
             features["observation.state"] = dict(self._vector)

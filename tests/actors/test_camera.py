@@ -11,7 +11,8 @@ from pipelines.dataset import VideoWriter
 
 def test_latest_frame_then_error_when_the_source_ends(tmp_path):
     path = tmp_path / "cam.mp4"
-    with VideoWriter(path, fps=30, width=64, height=48) as w:
+    # mpeg4: a codec every OpenCV build decodes (OpenCV's FFmpeg here decodes no AV1)
+    with VideoWriter(path, fps=30, width=64, height=48, codec="mpeg4") as w:
         for t in range(20):
             frame = np.zeros((48, 64, 3), np.uint8)
             frame[:, : 3 * t + 3] = (200, 30, 30)

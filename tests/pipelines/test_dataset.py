@@ -209,36 +209,3 @@ def test_column_to_numpy_accepts_shape_one_lists():
     assert dsl.column_to_numpy(t, "p").tolist() == [0.5, 0.25]
     t = pa.table({"p": pa.array([0.5, None], pa.float64())})
     assert np.isnan(dsl.column_to_numpy(t, "p")[1])
-
-
-def test_video_round_trip_and_errors(tmp_path):
-    # smooth images (a video codec's domain): a gradient and a red square that moves
-    frames = np.zeros((12, 32, 48, 3), dtype=np.uint8)
-    frames[..., 1] = np.linspace(0, 200, 48, dtype=np.uint8)[None, None, :]
-    for t in range(12):
-        frames[t, 8:20, 2 + 3 * t : 14 + 3 * t, 0] = 220
-    path = dsl.episode_video_path(tmp_path, 3, "observation.images.front")
-    with dsl.VideoWriter(path, fps=10, width=48, height=32) as w:
-        for f in frames:
-            w.write(f)
-    assert w.frames == 12 and sorted(p.name for p in path.parent.iterdir()) == [path.name]
-    back = dsl.read_video(path)
-    assert back.shape == frames.shape and back.dtype == np.uint8
-    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 8  # lossy, but the same video
-    part = np.stack(list(dsl.iter_video_frames(path, start=5, count=4)))
-    assert np.array_equal(part, back[5:9])
-    with pytest.raises(DatasetError, match=r"decoded 7 of 10 frames from frame 5 \(codec"):
-        list(dsl.iter_video_frames(path, start=5, count=10))
-
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
-    with pytest.raises(DatasetError, match=r"broken.mp4: OpenCV (cannot open|decoded no frames)"):
-        dsl.read_video(broken, codec="av1")
-    with pytest.raises(DatasetError, match="codec av1"):
-        dsl.read_video(broken, codec="av1")
-
-    aborted = tmp_path / "aborted.mp4"
-    with pytest.raises(RuntimeError), dsl.VideoWriter(aborted, 10, 48, 32) as w:
-        w.write(frames[0])
-        raise RuntimeError("renderer crashed")
-    assert not aborted.exists() and not list(tmp_path.glob(".aborted*"))

@@ -41,6 +41,11 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "ttyNOPE" in err
     code = robot.main(["teleop", str(tmp_path / "x"), "--sim", "--camera", "front"])
     assert code == 2 and "--camera 'front': expected NAME=SOURCE" in capsys.readouterr().err
+    code = robot.main(["teleop", str(tmp_path / "x"), "--sim", "--vcodec", "vp9"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--vcodec: video codec 'vp9': one of av1, h264, mpeg4" in err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.usefixtures("ray_cluster")
@@ -51,6 +56,7 @@ def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
     ds = LeRobotDataset(out)
     assert ds.info["total_episodes"] == 2 and ds.fps == 30
     assert set(ds.video_keys) == {"observation.images.front", "observation.images.wrist"}
+    assert {ds.features[k]["info"]["video.codec"] for k in ds.video_keys} == {"av1"}
     assert not ds.missing()
     successes = 0
     for ep in ds.episode_indices:

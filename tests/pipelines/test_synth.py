@@ -37,6 +37,22 @@ def test_task_names_and_texts(task, task_text, sim, text):
     assert (cfg.task, cfg.text) == (sim, text)
 
 
+def test_video_codec_option(tmp_path, capsys):
+    cfg = synth.SynthConfig(out="unused", episodes=1)
+    cfg.validate()
+    assert cfg.vcodec == "av1"  # LeRobot's default, where PyAV has SVT-AV1
+    for vcodec, size, msg in [
+        ("vp9", 32, "--vcodec: video codec 'vp9': one of av1, h264, mpeg4"),
+        ("h264", 33, "--image-size 33: video 33x33: h264 in yuv420p needs an even width"),
+    ]:
+        out = tmp_path / vcodec
+        argv = [str(out), "--episodes", "1", "--vcodec", vcodec, "--image-size", str(size)]
+        assert synth.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"flywheel synth: error: {msg}") and "\n" not in err
+        assert not out.exists()
+
+
 def test_task_text_twice_is_an_error():
     with pytest.raises(DatasetError, match="--task 'grab it': one of"):
         synth.SynthConfig(out="u", episodes=1, task="grab it", task_text="x").validate()
@@ -115,6 +131,7 @@ def test_dataset_reads_back_and_is_deterministic(tmp_path):
     ds = LeRobotDataset(a.root)
     assert ds.info["total_episodes"] == 6 and ds.info["total_frames"] == a.frames
     assert ds.tasks == {0: "reach and grasp the red cube"}
+    assert {ds.features[k]["info"]["video.codec"] for k in synth.CAMERAS} == {"av1"}
     assert not ds.missing()
     index = []
     for ep in ds.episode_indices:
