@@ -9,7 +9,9 @@ Safety of the follower:
 
 * every goal is clamped to the calibrated range and to `max_step` per command away from where
   the arm is, so a jump in the commands never becomes a jump of the arm;
-* a watchdog holds the arm where it is when no command arrives within `watchdog_s`;
+* a watchdog holds the arm where it is when no command arrives within `watchdog_s`: it writes
+  the position it reads as the goal, so the arm comes to rest there, and it trips once per
+  stall (the next command ends the stall);
 * torque goes off on `shutdown`, on `estop`, and on a bus error that retries could not mend
   (the error names the motor).
 
@@ -47,9 +49,10 @@ class _Arm:
         calibration: Mapping[str, MotorCalibration],
         motors: Mapping[str, int] = SO101_MOTORS,
         retries: int = 3,
+        timeout_ms: float = 50.0,
     ):
         self.port = port
-        self.bus = FeetechBus(port, dict(motors), retries=retries)
+        self.bus = FeetechBus(port, dict(motors), retries=retries, timeout_ms=timeout_ms)
         self.bus.connect()  # pings every motor, checks it is an STS3215: names any missing one
         write_calibration(self.bus, calibration)  # torque off, homing offsets and limits
         self.normalizer = Normalizer(calibration)
@@ -86,11 +89,13 @@ class FollowerArm(_Arm):
         max_step: float = 10.0,
         watchdog_s: float = 0.5,
         retries: int = 3,
+        timeout_ms: float = 50.0,
     ):
-        super().__init__(port, calibration, motors, retries)
+        super().__init__(port, calibration, motors, retries, timeout_ms)
         self.max_step = float(max_step)
         self.watchdog_s = float(watchdog_s)
         self.watchdog_trips = 0
+        self.watchdog_checks = 0  # times the watchdog looked (a test waits on it, not on time)
         self.stopped = False
         self._lock = threading.Lock()
         self._last_command = time.monotonic()
@@ -134,15 +139,20 @@ class FollowerArm(_Arm):
     def _watch(self) -> None:
         while not self._stop.wait(self.watchdog_s / 4):
             with self._lock:
-                late = time.monotonic() - self._last_command > self.watchdog_s
-                if self.stopped or self._holding or not late:
-                    continue
-                try:
-                    self._write_goal(self.read())  # hold position
-                    self.watchdog_trips += 1
-                    self._holding = True
-                except BusError:
-                    self._fail()
+                self._hold_if_stalled()
+                self.watchdog_checks += 1  # counted once the check is complete
+
+    def _hold_if_stalled(self) -> None:
+        """No command for `watchdog_s`: hold where the arm is (once per stall)."""
+        late = time.monotonic() - self._last_command > self.watchdog_s
+        if self.stopped or self._holding or not late:
+            return
+        try:
+            self._write_goal(self.read())  # hold position
+            self.watchdog_trips += 1
+            self._holding = True
+        except BusError:
+            self._fail()
 
     def estop(self) -> None:
         """Emergency stop: torque off now; further commands are refused."""
@@ -172,8 +182,9 @@ class LeaderArm(_Arm):
         motors: Mapping[str, int] = SO101_MOTORS,
         grab_threshold: float = 8.0,
         retries: int = 3,
+        timeout_ms: float = 50.0,
     ):
-        super().__init__(port, calibration, motors, retries)
+        super().__init__(port, calibration, motors, retries, timeout_ms)
         self.grab_threshold = float(grab_threshold)
         self.following = False
         self._held_at: np.ndarray | None = None

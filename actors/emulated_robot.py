@@ -25,6 +25,13 @@ from actors.feetech.calibration import MotorCalibration
 from actors.feetech.emulator import STS3215Emulator
 from actors.sim import kinematics as kin
 
+REPLY_TIMEOUT_MS = 1000.0
+"""Reply timeout for a bus on the emulated arms (`FeetechBus(timeout_ms=...)`, the arms'
+`timeout_ms`). Their servos are threads on a shared CPU, not hardware that answers within a
+millisecond: on a busy machine a reply can take a few hundred ms, and one that came after its
+timeout would be read as the answer to the next request (the protocol has no sequence numbers).
+A timeout only costs time when a servo is dead, which on the emulator a test does on purpose."""
+
 COUNTS_PER_DEGREE = 4096 / 360
 GRIPPER_COUNTS = (1500, 2600)
 IDS = list(SO101_MOTORS.values())
@@ -75,7 +82,9 @@ class EmulatedSO101:
         image_size: int = 128,
         hand: str | None = None,
         hand_hz: float = 10.0,
+        servo_speed: float = 3000.0,
     ):
+        """`servo_speed`: how fast the emulated servos move to their goals (counts/s)."""
         from actors.sim import SO101Env
         from actors.sim.render import Renderer
 
@@ -86,8 +95,10 @@ class EmulatedSO101:
         self.renderer = Renderer(image_size)
         home = encoders_from_joints(self.world.joints)
         self._last_sync = time.monotonic()
-        self.follower = STS3215Emulator(IDS, initial_positions=home, on_update=self._sync)
-        self.leader = STS3215Emulator(IDS, initial_positions=home)
+        self.follower = STS3215Emulator(
+            IDS, speed=servo_speed, initial_positions=home, on_update=self._sync
+        )
+        self.leader = STS3215Emulator(IDS, speed=servo_speed, initial_positions=home)
         self.follower.start()
         self.leader.start()
         self._stop = threading.Event()

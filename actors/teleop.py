@@ -12,6 +12,20 @@ from code (`success()`, `failure()`, `rerecord()`, `stop()`, thread-safe): an ep
 success or failure (saved, reward 1.0 on the last frame for a success), at its time limit
 (saved as a failure), or on stop (saved, then the session ends); re-record drops it and starts
 it again.
+
+Controls belong to the episode they were given in. Each recording attempt (a re-record is a new
+one) has a number, `attempt`; a control that names its attempt (`success(attempt=n)`, what an
+automatic judge such as the simulator's success watcher does) is ignored once that attempt has
+ended, and a control left pending when an episode ends (it lost the race with the time limit) is
+dropped, not applied to the next episode. Only `stop` carries over: the session then ends
+before starting another episode.
+
+With `steps_after_success` N (seed 002's `number_of_steps_after_success`), a success does not
+end the episode at once: N more frames are recorded, and the frame at which the success was
+taken and every frame after it get reward 1.0 (the operator said the scene shows success from
+there on; the success-frames CSV written beside the dataset says the same). A failure, re-record
+or stop during those frames ends the episode as it would otherwise; the time limit then saves it
+as a success.
 """
 
 from __future__ import annotations
@@ -47,39 +61,57 @@ class TeleopSession:
         fps: float = 30.0,
         episode_time_s: float = 30.0,
         on_episode_start=None,
+        steps_after_success: int = 0,
     ):
         self.follower, self.leader, self.cameras = follower, leader, dict(cameras)
         self.recorder = recorder
         self.fps = fps
         self.episode_time_s = episode_time_s
         self.on_episode_start = on_episode_start
+        self.steps_after_success = steps_after_success
         self._event: str | None = None
         self._lock = threading.Lock()
+        self.attempt = 0
+        """Number of the recording attempt under way (1, 2, ...; a re-record is a new one)."""
         self.frames_this_episode = 0
 
     # ------------------------------------------------------------------ controls
 
-    def _signal(self, event: str) -> None:
+    def _signal(self, event: str, attempt: int | None) -> None:
         with self._lock:
+            if attempt is not None and attempt != self.attempt:
+                return  # meant for an attempt that has ended
             if self._event is None or event == STOP:
                 self._event = event
 
-    def success(self) -> None:
-        self._signal(SUCCESS)
+    def success(self, attempt: int | None = None) -> None:
+        """End the episode as a success (only attempt `attempt`, if given)."""
+        self._signal(SUCCESS, attempt)
 
-    def failure(self) -> None:
-        self._signal(FAILURE)
+    def failure(self, attempt: int | None = None) -> None:
+        self._signal(FAILURE, attempt)
 
-    def rerecord(self) -> None:
-        self._signal(RERECORD)
+    def rerecord(self, attempt: int | None = None) -> None:
+        self._signal(RERECORD, attempt)
 
     def stop(self) -> None:
-        self._signal(STOP)
+        self._signal(STOP, None)
 
     def _take_event(self) -> str | None:
         with self._lock:
             event, self._event = self._event, None
             return event
+
+    def _begin_attempt(self) -> None:
+        with self._lock:
+            self.attempt += 1
+            self.frames_this_episode = 0
+            if self._event != STOP:
+                self._event = None  # a control that came too late for the previous episode
+
+    def _stop_pending(self) -> bool:
+        with self._lock:
+            return self._event == STOP
 
     # ------------------------------------------------------------------ the loop
 
@@ -102,17 +134,18 @@ class TeleopSession:
             if self.on_episode_start is not None:
                 self.on_episode_start()
             ep = self.recorder.begin()
-            self.frames_this_episode = 0
+            self._begin_attempt()
             period = 1.0 / self.fps
             start = time.monotonic()
             deadline = start + self.episode_time_s
             next_tick, last, late = start, None, 0
             periods = []
             event = None
+            success_at = None  # the frame at which a success was taken (steps_after_success)
             while event is None:
                 now = time.monotonic()
                 if now >= deadline:
-                    event = TIMEOUT
+                    event = TIMEOUT if success_at is None else SUCCESS
                     break
                 if next_tick > now:
                     time.sleep(next_tick - now)
@@ -132,15 +165,22 @@ class TeleopSession:
                     late += 1
                     next_tick = time.monotonic()
                 event = self._take_event()
+                if success_at is not None and event in (None, SUCCESS):
+                    done = self.frames_this_episode > success_at + self.steps_after_success
+                    event = SUCCESS if done else None
+                elif event == SUCCESS and self.steps_after_success:
+                    success_at, event = self.frames_this_episode - 1, None
             if event == RERECORD:
                 self.recorder.discard()
                 continue
-            meta = self.recorder.save(success=event == SUCCESS)
+            meta = self.recorder.save(success=event == SUCCESS, success_from=success_at)
             return EpisodeOutcome(ep, meta["length"], event, late, periods)
 
     def run(self, episodes: int) -> list[EpisodeOutcome]:
         outcomes = []
         for _ in range(episodes):
+            if self._stop_pending():
+                break
             outcome = self.record_episode()
             outcomes.append(outcome)
             if outcome.outcome == STOP:

@@ -13,6 +13,10 @@ COMMANDS = {
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
     "hilserl": ("pipelines.hilserl", "HIL-SERL on Ray: collectors, one learner, a Q monitor"),
+    "train-classifier": ("pipelines.train_classifier", "train the reward classifier (Ray Train)"),
+    "serve-reward": ("serving.reward", "serve the reward classifier (Ray Serve, HTTP + handle)"),
+    "train-policy": ("pipelines.train_policy", "Stage 3: train an AWBC/BC policy"),
+    "eval-policy": ("pipelines.eval_policy", "success rates of policies in the simulator"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
 }

@@ -56,6 +56,15 @@ def _calibration(arm_id: str | None, directory: str, sim: bool):
         raise RobotError(f"{directory}/{arm_id}.json: {e}") from None
 
 
+def _bus_options(sim: bool) -> dict:
+    """Bus settings of an arm: the emulated arms' servos answer from threads on a shared CPU."""
+    if not sim:
+        return {}
+    from actors.emulated_robot import REPLY_TIMEOUT_MS
+
+    return {"timeout_ms": REPLY_TIMEOUT_MS}
+
+
 # --------------------------------------------------------------------------- ping
 
 
@@ -69,7 +78,7 @@ def ping(args) -> int:
         port = robot.ports()["follower"]
         print(f"emulated follower arm on {port}")
     try:
-        with FeetechBus(port, SO101_MOTORS) as bus:
+        with FeetechBus(port, SO101_MOTORS, **_bus_options(robot is not None)) as bus:
             models = bus.check_motors()
             raw = bus.sync_read("Present_Position")
             norm = None
@@ -102,12 +111,13 @@ def calibrate(args) -> int:
         port = robot.ports()["leader" if args.leader else "follower"]
         print(f"emulated {'leader' if args.leader else 'follower'} arm on {port}")
     try:
-        with FeetechBus(port, SO101_MOTORS) as bus:
+        with FeetechBus(port, SO101_MOTORS, **_bus_options(robot is not None)) as bus:
             bus.disable_torque()
             if robot is None:
                 _enter("Move the arm to the middle of its range of motion, then press Enter. ")
             else:
-                _sim_hand(robot, args.leader, "middle")
+                hand = _SimHand(robot, args.leader)
+                hand.hold_middle()
             offsets = set_half_turn_homings(bus)
             print("Move every joint through its whole range of motion; press Enter when done.")
             stop, closed = threading.Event(), []
@@ -122,10 +132,7 @@ def calibrate(args) -> int:
 
                 threading.Thread(target=wait, daemon=True).start()
             else:
-                threading.Thread(
-                    target=lambda: (_sim_hand(robot, args.leader, "sweep"), stop.set()),
-                    daemon=True,
-                ).start()
+                stop = hand.sweep()
             mins, maxes = record_ranges_of_motion(bus, stop=stop)
             if closed:
                 raise closed[0]
@@ -153,34 +160,62 @@ def _enter(prompt: str) -> None:
         ) from None
 
 
-def _sim_hand(robot, leader: bool, motion: str) -> None:
-    """The simulated hand for `calibrate --sim`: hold the arm mid-range, or sweep each joint."""
-    import numpy as np
+class _SimHand:
+    """The simulated hand for `calibrate --sim`: holds the arm mid-range, or sweeps each joint.
 
-    from actors.emulated_robot import encoders_from_joints
-    from actors.sim import kinematics as kin
+    The sweep is driven by the range recorder, one pose per poll: `sweep()` is the recorder's
+    `stop` callback, called after every poll, which moves the arm to the next pose (or says the
+    sweep is over). Every pose, the extremes included, is therefore seen by a poll however late
+    the polls come; a hand on its own clock would lose any pose held for less than a poll period.
+    """
 
-    emulator = robot.leader if leader else robot.follower
-    middle = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 50.0])
+    STEPS = (5, 10, 5)  # poses from the middle to the low limit, from low to high, back
 
-    def put(joints):
+    def __init__(self, robot, leader: bool):
+        import numpy as np
+
+        self.emulator = robot.leader if leader else robot.follower
+        self.middle = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 50.0])
+
+    def _put(self, joints) -> None:
+        from actors.emulated_robot import encoders_from_joints
+
         for servo_id, count in encoders_from_joints(joints).items():
-            emulator.set_position(servo_id, count)
+            self.emulator.set_position(servo_id, count)
 
-    if motion == "middle":
-        put(middle)
-        return
-    for k in range(6):
-        for value in np.r_[
-            np.linspace(middle[k], kin.JOINT_LIMITS_LOW[k], 10),
-            np.linspace(kin.JOINT_LIMITS_LOW[k], kin.JOINT_LIMITS_HIGH[k], 20),
-            np.linspace(kin.JOINT_LIMITS_HIGH[k], middle[k], 10),
-        ]:
-            pose = middle.copy()
-            pose[k] = value
-            put(pose)
-            time.sleep(0.01)
-    time.sleep(0.1)
+    def hold_middle(self) -> None:
+        self._put(self.middle)
+
+    def poses(self):
+        """Each joint in turn, middle -> low limit -> high limit -> middle, the others mid-range."""
+        import numpy as np
+
+        from actors.sim import kinematics as kin
+
+        to_low, across, back = self.STEPS
+        for k in range(len(self.middle)):
+            low, high, middle = kin.JOINT_LIMITS_LOW[k], kin.JOINT_LIMITS_HIGH[k], self.middle[k]
+            for value in np.r_[
+                np.linspace(middle, low, to_low + 1)[1:],
+                np.linspace(low, high, across + 1)[1:],
+                np.linspace(high, middle, back + 1)[1:],
+            ]:
+                pose = self.middle.copy()
+                pose[k] = value
+                yield pose
+
+    def sweep(self):
+        """A `stop` callback for `record_ranges_of_motion`: the next pose per call, then True."""
+        poses = self.poses()
+
+        def next_pose_or_done() -> bool:
+            pose = next(poses, None)
+            if pose is None:
+                return True
+            self._put(pose)
+            return False
+
+        return next_pose_or_done
 
 
 # --------------------------------------------------------------------------- teleop
@@ -202,6 +237,7 @@ def teleop(args) -> int:
     from actors.arm import follower_actor, leader_actor
     from actors.camera import OpenCVCamera, RobotCamera
     from actors.teleop import KeyboardControls, TeleopSession
+    from pipelines.classifier.labels import sync_success_csv
     from pipelines.cluster import connect
     from pipelines.dataset import EpisodeRecorder
 
@@ -209,6 +245,8 @@ def teleop(args) -> int:
     if not sim and (args.follower_port is None or args.leader_port is None):
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
     camera_specs = _camera_specs(args.camera)
+    if args.steps_after_success < 0:
+        raise RobotError(f"--steps-after-success {args.steps_after_success}: at least 0")
     try:
         if args.format not in (None, V21, V30):
             raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
@@ -248,9 +286,12 @@ def teleop(args) -> int:
             follower_port,
             _calibration(args.follower_id, args.calibration_dir, sim),
             max_step=args.max_step,
+            **_bus_options(sim),
         )
         leader = leader_actor().remote(
-            leader_port, _calibration(args.leader_id, args.calibration_dir, sim)
+            leader_port,
+            _calibration(args.leader_id, args.calibration_dir, sim),
+            **_bus_options(sim),
         )
         actors = [follower, leader, *cameras.values()]
         first = ray.get([cam.latest.remote() for cam in cameras.values()])
@@ -277,6 +318,7 @@ def teleop(args) -> int:
             fps=args.fps,
             episode_time_s=args.episode_time,
             on_episode_start=new_episode,
+            steps_after_success=args.steps_after_success,
         )
         keys = KeyboardControls(session)
         if keys.start():
@@ -308,6 +350,7 @@ def teleop(args) -> int:
             jitter = f", period jitter p50 {p50:.1f} ms, p99 {p99:.1f} ms"
         print(f"  episode {o.episode_index}: {o.frames} frames, {o.outcome}{jitter}")
     print(f"Dataset: {args.out}")
+    print(f"Success frames: {sync_success_csv(args.out)}")  # the reward classifier's labels
     return 0
 
 
@@ -318,12 +361,17 @@ def _watch_success(robot, session) -> threading.Event:
     stop = threading.Event()
 
     def watch():
+        judged = 0  # the last attempt declared a success
         while not stop.wait(0.1):
-            if session.frames_this_episode and ray.get(robot.state.remote())["success"]:
-                session.success()
-                while not stop.wait(0.1) and session.frames_this_episode:
-                    if not ray.get(robot.state.remote())["success"]:
-                        break
+            # Read the attempt before asking the simulator: the answer then describes this
+            # attempt's world (its reset came first), and `success(attempt=...)` is ignored if
+            # the attempt ended meanwhile, so a late answer never ends the next episode.
+            attempt = session.attempt
+            if attempt == judged or not session.frames_this_episode:
+                continue
+            if ray.get(robot.state.remote())["success"]:
+                session.success(attempt=attempt)
+                judged = attempt
 
     threading.Thread(target=watch, name="success-watch", daemon=True).start()
     return stop
@@ -403,6 +451,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--max-step", type=float, default=10.0, help="largest follower move per tick (degrees)"
+    )
+    q.add_argument(
+        "--steps-after-success",
+        type=int,
+        default=0,
+        metavar="N",
+        help="record N more frames after the success key (reward 1 on them)",
     )
     q.add_argument("--sim", action="store_true", help="emulated arms (the default without ports)")
     q.add_argument("--sim-task", default="reach_grasp", choices=["reach_grasp", "pick_lift"])

@@ -32,6 +32,13 @@ cube slips), `stage_progress_gt`, `progress_gt`, `data_type` and
   frames where the simulated operator took over from one (`--operator`: the share of those
   episodes it supervises). `complementary_info.is_intervention` marks the same frames.
 
+`--steps-after-success N` keeps recording N frames after the step that succeeds (seed 002's
+`number_of_steps_after_success`; the env would end the episode there, so without it no frame
+shows the success itself) and writes the success-frames CSV beside the dataset,
+`<OUT>_success_frames.csv` (`pipelines.classifier.labels`): a frame is a success frame when the
+world its cameras rendered was in the success state, straight from the simulator. Those frames
+also carry `next.reward` 1 while the success lasts.
+
 The same `--seed` gives identical parquet files and identical decoded video frames.
 """
 
@@ -48,6 +55,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from pipelines.classifier.labels import (
+    EpisodeLabels,
+    from_mask,
+    success_csv_path,
+    write_success_csv,
+)
 from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V21,
@@ -92,6 +105,7 @@ class SynthConfig:
     operator: float = 0.5
     fps: int = 10
     image_size: int = 128
+    steps_after_success: int = 0
     vcodec: str | None = None  # None: av1 where PyAV has SVT-AV1, else h264
     format: str = V21
     ray_address: str | None = None
@@ -132,11 +146,18 @@ class SynthConfig:
             raise DatasetError(f"--image-size {self.image_size}: {e}") from None
         if not 0 <= self.operator <= 1:
             raise DatasetError(f"--operator {self.operator}: a share between 0 and 1")
+        if not 0 <= self.steps_after_success <= 1000:
+            raise DatasetError(
+                f"--steps-after-success {self.steps_after_success}: between 0 and 1000"
+            )
         if self.format not in (V21, V30):
             raise DatasetError(f"--format {self.format!r}: {V21} or {V30}")
         out = Path(self.out)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise DatasetError(f"{out}: exists and is not an empty folder (nothing was written)")
+        csv_path = success_csv_path(out)
+        if self.steps_after_success and csv_path.exists():
+            raise DatasetError(f"{csv_path}: exists (nothing was written)")
         return parse_mix(self.mix)
 
 
@@ -232,12 +253,14 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
     if hasattr(policy, "reset"):
         policy.reset(plan.seed)
     cols: dict[str, list] = {
-        k: [] for k in ("state", "action", "reward", "progress", "stage", "scores", "interv")
+        k: []
+        for k in ("state", "action", "reward", "progress", "stage", "scores", "interv", "shown")
     }
     image_stats = {k: ImageStats() for k in CAMERAS}
     size = cfg.image_size
     videos = {k: episode_video(root, cfg.format, plan.index, k) for k in CAMERAS}
     writers = {k: VideoWriter(videos[k], cfg.fps, size, size, cfg.vcodec) for k in CAMERAS}
+    succeeded_after = None  # frames recorded when the episode succeeded
     try:
         done = False
         while not done:
@@ -245,6 +268,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
                 img = obs[k]
                 w.write(img)
                 image_stats[k].add(img)
+            cols["shown"].append(world.success())  # what the cameras just rendered
             out = policy(obs, info)
             action, interv = out if isinstance(out, tuple) else (out, False)
             cols["state"].append(obs["observation.state"])
@@ -255,7 +279,13 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
             obs, reward, terminated, truncated, info = env.step(action)
             cols["reward"].append(reward)
             cols["interv"].append(bool(interv))
-            done = terminated or truncated
+            recorded = len(cols["state"])
+            if terminated and succeeded_after is None:
+                succeeded_after = recorded
+            if succeeded_after is None:
+                done = truncated
+            else:  # keep recording after the success (the env's termination is ignored)
+                done = recorded >= succeeded_after + cfg.steps_after_success
     except BaseException:
         for w in writers.values():
             w.abort()
@@ -264,7 +294,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
         w.close()
 
     n = len(cols["state"])
-    success = bool(info["success"])
+    success = succeeded_after is not None
     final_progress = float(info["progress"])
     interv = np.array(cols["interv"], dtype=bool)
     if plan.controller in DEMONSTRATORS:
@@ -303,6 +333,7 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
         "controller": plan.controller,
         "supervised": plan.supervised,
         "intervention_frames": int(interv.sum()),
+        "success_frames": from_mask(plan.index, np.array(cols["shown"])).to_json(),
         "stats": stats,
         "videos": {k: str(v) for k, v in videos.items()},
     }
@@ -346,6 +377,7 @@ class SynthResult:
     episodes: list[dict]
     frames: int
     seconds: float
+    labels: Path | None = None  # the success-frames CSV (with --steps-after-success)
 
 
 def run(cfg: SynthConfig, out=print) -> SynthResult:
@@ -423,8 +455,15 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
             ],
             episodes_stats={m["episode_index"]: m["stats"] for m in metas},
         )
-    episodes = [{k: v for k, v in m.items() if k not in ("stats", "videos")} for m in metas]
-    return SynthResult(root, episodes, total, time.time() - t0)
+    labels = None
+    if cfg.steps_after_success:
+        labels = write_success_csv(
+            success_csv_path(root),
+            [EpisodeLabels.from_json(m["episode_index"], m["success_frames"]) for m in metas],
+        )
+    dropped = ("stats", "videos", "success_frames")
+    episodes = [{k: v for k, v in m.items() if k not in dropped} for m in metas]
+    return SynthResult(root, episodes, total, time.time() - t0, labels)
 
 
 def _ray_map(fn, jobs: list) -> list:
@@ -475,6 +514,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument(
+        "--steps-after-success",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep recording N frames after the success and write <OUT>_success_frames.csv "
+        "(the reward classifier's labels)",
+    )
+    p.add_argument(
         "--vcodec",
         default=None,
         help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
@@ -507,6 +554,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int
     for line in summary_lines(result):
         print(line)
     print(f"Dataset: {result.root}")
+    if result.labels is not None:
+        print(f"Success frames: {result.labels}")
     return 0
 
 

@@ -4,6 +4,13 @@ Values are register values as Python ints: sign-magnitude registers (Homing_Offs
 load) are decoded on read and encoded on write; no calibration is applied here (see
 `calibration.py`). Timeouts and corrupt status packets are retried up to `retries` times, counted
 in `retry_count`; when the retries run out a `BusError` names the motor(s) and the SDK's error.
+
+The protocol has no sequence numbers: a status packet that comes after its request timed out
+can be read as the answer to the next request to that servo. So before a retry the bus waits
+until the line has been quiet for a reply timeout, discarding what arrives (the failed
+attempt's late replies), input is flushed before every attempt, and a reply of the wrong shape
+(shorter than the register read, which the SDK would index past its end) counts as a corrupt
+reply. A reply timeout well above the bus's real latency keeps late replies rare.
 """
 
 from __future__ import annotations
@@ -231,6 +238,8 @@ class FeetechBus:
             data, result, error = self._packet_handler.readTxRx(
                 self._port(), motor_id, reg.address, reg.size
             )
+            if result == scs.COMM_SUCCESS and len(data) < reg.size:
+                result = scs.COMM_RX_CORRUPT  # a shorter reply: another request's, late
             value = decode_value(reg, from_bytes(data)) if result == scs.COMM_SUCCESS else 0
             return result, error, value
 
@@ -374,6 +383,14 @@ class FeetechBus:
         log.warning(text)
         return value
 
+    def _drain(self, port: _PortHandler) -> None:
+        """Discard input until none has come for a reply timeout (at most 10 timeouts long)."""
+        quiet_s = self.timeout_ms / 1000.0
+        for _ in range(10):
+            port.ser.reset_input_buffer()
+            if not select.select([port.ser.fileno()], [], [], quiet_s)[0]:
+                return
+
     def _with_retries(
         self, what: str, motors: list[str], attempt: Callable[[], tuple[int, list[str], T]]
     ) -> T:
@@ -387,8 +404,14 @@ class FeetechBus:
             attempts = self.retries + 1
             for number in range(1, attempts + 1):
                 port.is_using = False  # our lock serializes; clear a flag left by an interruption
+                if number > 1:
+                    self._drain(port)
                 port.ser.reset_input_buffer()
-                result, failed, value = attempt()
+                try:
+                    result, failed, value = attempt()
+                except IndexError:  # the SDK indexed a reply shorter than it expected: a late
+                    # reply to an earlier request, taken for this one (e.g. by ping's model read)
+                    result, failed, value = scs.COMM_RX_CORRUPT, [], None
                 if result == scs.COMM_SUCCESS:
                     return value
                 if result not in RETRYABLE or number == attempts:

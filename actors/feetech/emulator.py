@@ -36,6 +36,7 @@ import argparse
 import contextlib
 import os
 import select
+import signal
 import threading
 import time
 import tty
@@ -230,13 +231,15 @@ class STS3215Emulator:
         initial_positions: Mapping[int, int] | None = None,
         on_update: Callable[[dict[int, int]], None] | None = None,
         update_hz: float = 200.0,
+        resync_idle_s: float = RESYNC_IDLE_S,
     ) -> None:
         """Servos `ids` at encoder `initial_positions` (default 2047), moving at `speed` counts/s.
 
         `on_update(positions)` is called from a motion thread at `update_hz` with every
-        servo's Present_Position.
+        servo's Present_Position. A partial packet idle for `resync_idle_s` is discarded.
         """
         self._lock = threading.RLock()
+        self._resync_idle_s = float(resync_idle_s)
         self._speed = float(speed)
         self._on_update = on_update
         self._update_period = 1.0 / update_hz
@@ -280,6 +283,11 @@ class STS3215Emulator:
     def bad_checksum_count(self) -> int:
         """Instruction packets dropped so far for a bad checksum."""
         return self._parser.bad_checksums
+
+    @property
+    def input_pending(self) -> bool:
+        """Whether part of an instruction packet has been read and the rest is awaited."""
+        return self._parser.pending
 
     def start(self) -> STS3215Emulator:
         """Open the pty and start serving it (and the motion thread if `on_update` is set)."""
@@ -573,7 +581,7 @@ class STS3215Emulator:
         """I/O thread: read instructions from the pty master, write the replies."""
         master, wake = self._master_fd, self._wake_r
         while not self._stopping.is_set():
-            timeout = RESYNC_IDLE_S if self._parser.pending else None
+            timeout = self._resync_idle_s if self._parser.pending else None
             ready, _, _ = select.select([master, wake], [], [], timeout)
             if wake in ready:
                 return
@@ -614,6 +622,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ids", default="1,2,3,4,5,6", help="comma-separated servo IDs per bus")
     parser.add_argument("--buses", default="follower,leader", help="comma-separated bus names")
     args = parser.parse_args(argv)
+    # Ctrl-C (SIGINT) stops it even when started from a shell's background job, which would
+    # otherwise have SIGINT ignored (and Python then raises no KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ids = [int(i) for i in args.ids.split(",")]
     emulators = {name: STS3215Emulator(ids).start() for name in args.buses.split(",")}
     try:

@@ -183,8 +183,9 @@ class EpisodeRecorder:
         if self.episode_index is not None:
             self.discard()
 
-    def save(self, success: bool) -> dict:
-        """Write the episode; `success` puts reward 1.0 on its last frame."""
+    def save(self, success: bool, success_from: int | None = None) -> dict:
+        """Write the episode; `success` puts reward 1.0 on its last frame, or on every frame
+        from `success_from` on (frames recorded after the success)."""
         if self.episode_index is None or not self._frames:
             raise RuntimeError("no frames to save")
         ep, n = self.episode_index, len(self._frames)
@@ -195,7 +196,7 @@ class EpisodeRecorder:
         done = np.zeros(n, bool)
         done[-1] = True
         if success:
-            reward[-1] = 1.0
+            reward[n - 1 if success_from is None else success_from :] = 1.0
         interv = np.array([f[2] for f in self._frames])
         first = self.total_frames
         table = frames_table(

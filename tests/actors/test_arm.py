@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from actors.arm import ArmError, FollowerArm, LeaderArm
-from actors.emulated_robot import EMULATED_CALIBRATION, EmulatedSO101, encoders_from_joints
-from actors.feetech.bus import BusError
+from actors.emulated_robot import (
+    EMULATED_CALIBRATION,
+    REPLY_TIMEOUT_MS,
+    EmulatedSO101,
+    encoders_from_joints,
+)
+from actors.feetech.bus import SO101_MOTORS, BusError
 
 
 @pytest.fixture()
@@ -17,7 +22,8 @@ def robot():
     r.close()
 
 
-def wait_until(predicate, timeout=3.0):
+def wait_until(predicate, timeout=30.0):
+    """Poll `predicate` until it holds; the timeout is a liveness bound, not a speed claim."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -27,7 +33,9 @@ def wait_until(predicate, timeout=3.0):
 
 
 def test_commanded_positions_are_reached_and_move_the_simulated_arm(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=90)
+    arm = FollowerArm(
+        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, max_step=90
+    )
     try:
         start = arm.read()
         assert np.allclose(start, robot.state()["joints"], atol=0.2)
@@ -42,22 +50,33 @@ def test_commanded_positions_are_reached_and_move_the_simulated_arm(robot):
 
 
 def test_goals_are_clamped_to_range_and_step(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=5.0)
+    arm = FollowerArm(
+        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, max_step=5.0
+    )
     try:
         now = arm.read()
         sent = arm.command(now + np.array([30.0, -30.0, 0, 0, 0, 0]))
         assert np.allclose(sent[:2], now[:2] + [5.0, -5.0], atol=1e-3)
-        # far beyond the calibrated range: clamped to it (shoulder_pan range is +-110 deg)
-        for _ in range(40):
-            sent = arm.command(np.array([500.0, 0, 0, 0, 0, 50.0]))
-            time.sleep(0.01)
-        assert sent[0] <= arm.high[0] + 1e-6 and arm.high[0] == pytest.approx(110.0, abs=0.2)
+        # far beyond the calibrated range: clamped to it (shoulder_pan range is +-110 deg),
+        # command after command, until the arm stands at the limit
+        assert arm.high[0] == pytest.approx(110.0, abs=0.2)
+        far = np.array([500.0, 0, 0, 0, 0, 50.0])
+
+        def step_toward_far() -> bool:
+            sent = arm.command(far)
+            assert sent[0] <= arm.high[0] + 1e-6
+            return sent[0] == pytest.approx(arm.high[0], abs=1e-3)
+
+        assert wait_until(step_toward_far)
+        assert wait_until(lambda: arm.read()[0] == pytest.approx(arm.high[0], abs=0.2))
     finally:
         arm.shutdown()
 
 
 def test_a_servo_that_stops_answering_ends_in_torque_off_and_names_it(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, retries=2)
+    arm = FollowerArm(
+        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, retries=2
+    )
     follower = robot.follower
     assert all(follower.torque_enabled(i) for i in range(1, 7))
     follower.kill(3)
@@ -70,7 +89,7 @@ def test_a_servo_that_stops_answering_ends_in_torque_off_and_names_it(robot):
 
 
 def test_a_dropped_reply_is_retried_invisibly(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION)
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS)
     try:
         before = arm.bus.retry_count
         robot.follower.drop_replies(2, 1)
@@ -80,26 +99,52 @@ def test_a_dropped_reply_is_retried_invisibly(robot):
         arm.shutdown()
 
 
-def test_a_stalled_control_loop_trips_the_watchdog(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, max_step=120, watchdog_s=0.1)
+def test_a_stalled_control_loop_trips_the_watchdog():
+    # Slow servos: the commanded move takes about half a minute, so the stall is caught in the
+    # middle of it however late the watchdog thread gets to run on a busy machine.
+    robot = EmulatedSO101(seed=4, servo_speed=40.0)
+    arm = FollowerArm(
+        robot.ports()["follower"],
+        EMULATED_CALIBRATION,
+        timeout_ms=REPLY_TIMEOUT_MS,
+        max_step=120,
+        watchdog_s=0.1,
+    )
     try:
         start = arm.read()
         target = start + np.array([-start[0] - 100.0, 0, 0, 0, 0, 0])  # pan to -100 degrees
-        arm.command(target)  # a long move (~0.4 s) ... and then no more commands
-        assert wait_until(lambda: arm.watchdog_trips == 1, timeout=2)
+        arm.command(target)  # a long move ... and then no more commands
+        assert wait_until(lambda: arm.watchdog_trips == 1)
+
+        def goals() -> np.ndarray:  # the servos' goals, in degrees
+            raw = {n: robot.follower.goal_position(i) for n, i in SO101_MOTORS.items()}
+            normalized = arm.normalizer.normalize(raw)
+            return np.array([normalized[n] for n in arm.names])
+
+        def at_rest() -> bool:
+            return not any(robot.follower.read_register(i, "Moving") for i in SO101_MOTORS.values())
+
+        assert wait_until(at_rest)
         held = arm.read()
-        time.sleep(0.3)
-        assert np.allclose(arm.read(), held, atol=0.2)  # it holds where it was
-        assert abs(held[0] - target[0]) > 5  # short of the goal it was given
-        assert arm.watchdog_trips == 1  # once per stall
-        arm.command(held)
-        assert arm.status()["watchdog_trips"] == 1
+        assert np.allclose(goals(), held, atol=0.1)  # it holds where it stopped ...
+        assert abs(held[0] - target[0]) > 5  # ... short of the goal it was given
+        assert all(robot.follower.torque_enabled(i) for i in SO101_MOTORS.values())
+        checks = arm.watchdog_checks
+        assert wait_until(lambda: arm.watchdog_checks >= checks + 5)  # still stalled, and ...
+        assert arm.watchdog_trips == 1  # ... once per stall
+        assert np.allclose(arm.read(), held, atol=0.2) and at_rest()
+        arm.command(held)  # the loop comes back, then stalls again: a second trip
+        assert wait_until(lambda: arm.watchdog_trips == 2)
+        checks = arm.watchdog_checks
+        assert wait_until(lambda: arm.watchdog_checks >= checks + 5)
+        assert arm.status()["watchdog_trips"] == 2
     finally:
         arm.shutdown()
+        robot.close()
 
 
 def test_emergency_stop_and_shutdown_turn_torque_off(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION)
+    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS)
     arm.estop()
     assert not any(robot.follower.torque_enabled(i) for i in range(1, 7))
     with pytest.raises(ArmError):
@@ -108,7 +153,9 @@ def test_emergency_stop_and_shutdown_turn_torque_off(robot):
 
 
 def test_leader_follows_then_intervention_when_taken_hold_of(robot):
-    leader = LeaderArm(robot.ports()["leader"], EMULATED_CALIBRATION, grab_threshold=8)
+    leader = LeaderArm(
+        robot.ports()["leader"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, grab_threshold=8
+    )
     try:
         pose = np.array([10.0, -20.0, 30.0, 70.0, 0.0, 30.0])
         leader.follow(pose)  # a policy drives: the leader tracks the follower, torque on
@@ -130,4 +177,6 @@ def test_leader_follows_then_intervention_when_taken_hold_of(robot):
 def test_handshake_names_a_missing_motor(robot):
     robot.follower.kill(6)
     with pytest.raises(BusError, match=r"gripper \(id 6\): no answer"):
-        FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, retries=1)
+        FollowerArm(
+            robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, retries=1
+        )

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -290,13 +289,15 @@ def tiny(tmp_path_factory, ray_cluster):
 
 
 def _worker_pids():
+    """Train workers of this test session's Ray cluster (its processes descend from this one;
+    other Ray clusters on the machine, other sessions' tests, are left alone)."""
     import psutil
 
     pids = []
-    for p in psutil.process_iter(["pid", "cmdline"]):
+    for p in psutil.Process().children(recursive=True):
         try:
-            if any("RayTrainWorker" in part for part in (p.info["cmdline"] or [])):
-                pids.append(p.info["pid"])
+            if any("RayTrainWorker" in part for part in p.cmdline()):
+                pids.append(p.pid)
         except psutil.Error:
             continue
     return pids
@@ -317,22 +318,24 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mon
         storage=str(tmp_path / "runs"),
         name="kill",
     )
-    killed = []
+    killed, trained = [], threading.Event()
 
     def killer():  # once a first checkpoint is registered, kill the worker's process
-        deadline = time.time() + 240
         snapshot = tmp_path / "runs" / "kill" / "checkpoint_manager_snapshot.json"
-        while time.time() < deadline and not killed:
+        while not trained.is_set() and not killed:  # no deadline: as long as training runs
             if snapshot.exists():
                 for pid in _worker_pids():
                     os.kill(pid, signal.SIGKILL)
                     killed.append(pid)
-            time.sleep(0.05)
+            trained.wait(0.05)
 
     watcher = threading.Thread(target=killer, daemon=True)
     watcher.start()
-    result = train_estimator.run(train_estimator.TrainConfig(steps=120, **cfg))
-    watcher.join(timeout=1)
+    try:
+        result = train_estimator.run(train_estimator.TrainConfig(steps=120, **cfg))
+    finally:
+        trained.set()
+    watcher.join(timeout=60)
     assert killed, "the worker was never killed"
     assert result.step == 120
     assert result.metrics["resumed_from"] >= 10  # picked up from a checkpoint, not from 0

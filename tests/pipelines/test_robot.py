@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from actors.emulated_robot import EMULATED_CALIBRATION
+from actors.emulated_robot import EMULATED_CALIBRATION, REPLY_TIMEOUT_MS
 from actors.feetech.calibration import Normalizer, load_calibration
 from pipelines import robot
 from pipelines.dataset import LeRobotDataset, read_video
@@ -48,10 +48,23 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
+def wait_until(predicate, timeout=120.0):
+    """Poll `predicate` until it holds; the timeout is a liveness bound, not a speed claim."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.usefixtures("ray_cluster")
 def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
     out = tmp_path / "teleop"
-    assert robot.main([str(a) for a in ["teleop", out, "--episodes", 2, "--episode-time", 15]]) == 0
+    # An episode ends when the simulator sees the cube grasped; the time limit is only a
+    # liveness bound, generous enough for the slowest machine.
+    argv = ["teleop", out, "--episodes", 2, "--episode-time", 300]
+    assert robot.main([str(a) for a in argv]) == 0
     printed = capsys.readouterr().out
     ds = LeRobotDataset(out)
     assert ds.info["total_episodes"] == 2 and ds.fps == 30
@@ -62,7 +75,10 @@ def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
     for ep in ds.episode_indices:
         t = ds.read_episode(ep)
         n = t.num_rows
-        assert n == ds.episodes[ep]["length"] > 30
+        # A real episode, not one cut short: the follower moves only toward where the hand put
+        # the leader, about 5 mm of tool travel per hand step, so a grasp takes over 20 ticks
+        # however slowly the loop runs (30 Hz on a quiet machine: about 3x as many).
+        assert n == ds.episodes[ep]["length"] > 10
         assert t["frame_index"].to_pylist() == list(range(n))
         for key in ds.video_keys:
             assert read_video(ds.video_file(ep, key)).shape == (n, 128, 128, 3)
@@ -87,8 +103,9 @@ def test_killed_follower_actor_is_restarted_and_recording_continues(tmp_path):
 
     sim = ray.remote(EmulatedSO101).remote(seed=2, image_size=64, hand="expert")
     ports = ray.get(sim.ports.remote())
-    follower = follower_actor().remote(ports["follower"], EMULATED_CALIBRATION)
-    leader = leader_actor().remote(ports["leader"], EMULATED_CALIBRATION)
+    bus = {"timeout_ms": REPLY_TIMEOUT_MS}
+    follower = follower_actor().remote(ports["follower"], EMULATED_CALIBRATION, **bus)
+    leader = leader_actor().remote(ports["leader"], EMULATED_CALIBRATION, **bus)
     cam = ray.remote(RobotCamera).remote(sim, "observation.images.front")
     recorder = EpisodeRecorder(
         tmp_path / "ds",
@@ -97,24 +114,29 @@ def test_killed_follower_actor_is_restarted_and_recording_continues(tmp_path):
         joint_names=JOINTS,
         cameras={"observation.images.front": (64, 64)},
     )
+    # The episode ends when the test says so (stop), not on wall time: its time limit is only
+    # a liveness bound, however slowly the loop and the actor's restart run on a busy machine.
     session = TeleopSession(
-        follower, leader, {"observation.images.front": cam}, recorder, fps=30, episode_time_s=5.0
+        follower, leader, {"observation.images.front": cam}, recorder, fps=30, episode_time_s=300
     )
     outcomes = []
     runner = threading.Thread(target=lambda: outcomes.extend(session.run(1)))
     try:
         pid = ray.get(follower.status.remote())["pid"]
         runner.start()
-        time.sleep(1.5)
+        assert wait_until(lambda: session.frames_this_episode >= 10)  # the loop is running
         frames_before = session.frames_this_episode
         ray.kill(follower, no_restart=False)  # the actor's process dies; Ray restarts it
-        runner.join(timeout=60)
+        assert wait_until(lambda: session.frames_this_episode >= frames_before + 30)
+        session.stop()
+        runner.join(timeout=120)
         assert not runner.is_alive()
         status = ray.get(follower.status.remote())
         assert status["pid"] != pid  # a new process, which handshook again
         (outcome,) = outcomes
+        assert outcome.outcome == "stop"
         t = LeRobotDataset(tmp_path / "ds").read_episode(0)
-        assert t.num_rows == outcome.frames > frames_before + 30  # recording went on
+        assert t.num_rows == outcome.frames >= frames_before + 30  # recording went on
         assert t["frame_index"].to_pylist() == list(range(t.num_rows))  # nothing lost
     finally:
         for actor in (follower, leader):

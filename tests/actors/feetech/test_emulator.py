@@ -38,7 +38,9 @@ class RawClient:
     def send(self, data: bytes) -> None:
         os.write(self.fd, data)
 
-    def receive(self, size: int, timeout: float = 1.0) -> bytes:
+    def receive(self, size: int, timeout: float = 30.0) -> bytes:
+        """Up to `size` bytes; the timeout is a liveness bound. Absence of a reply is shown by
+        the reply to a later packet coming first (the emulator answers in order)."""
         data = b""
         deadline = time.monotonic() + timeout
         while len(data) < size:
@@ -104,22 +106,35 @@ def test_read_model_number(client):
     assert client.receive(8) == build_packet(6, 0, bytes([0x09, 0x03]))  # 777
 
 
-def test_packet_split_across_writes(client):
-    packet = build_packet(2, INST_PING)
-    client.send(packet[:3])
-    time.sleep(0.005)
-    client.send(packet[3:])
-    assert client.receive(6) == build_packet(2, 0)
+def wait_until(predicate, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_packet_split_across_writes():
+    # a resync window far longer than any stall of this test, so only the split is tested
+    with STS3215Emulator(range(1, 7), resync_idle_s=60.0) as emulator:
+        client = RawClient(emulator.port)
+        packet = build_packet(2, INST_PING)
+        client.send(packet[:3])
+        assert wait_until(lambda: emulator.input_pending)  # the first part has been read
+        client.send(packet[3:])
+        assert client.receive(6) == build_packet(2, 0)
+        assert not emulator.input_pending
+        client.close()
 
 
 def test_bad_checksum_is_ignored(client, emulator):
     bad = bytearray(build_packet(1, INST_PING))
     bad[-1] ^= 0xFF
     client.send(bytes(bad))
-    assert client.receive(6, timeout=0.1) == b""
+    client.send(build_packet(2, INST_PING))
+    assert client.receive(6) == build_packet(2, 0)  # the first reply: none to the bad packet
     assert emulator.bad_checksum_count == 1
-    client.send(build_packet(1, INST_PING))
-    assert client.receive(6) == build_packet(1, 0)
 
 
 def test_write_is_acknowledged_and_applied(client, emulator):
@@ -141,7 +156,8 @@ def test_sync_write_and_broadcast_get_no_reply(client, emulator):
     client.send(build_packet(BROADCAST_ID, INST_SYNC_WRITE, params))
     client.send(build_packet(BROADCAST_ID, INST_WRITE, bytes([41, 7])))  # Acceleration=7 on all
     client.send(build_packet(BROADCAST_ID, INST_PING))
-    assert client.receive(1, timeout=0.1) == b""
+    client.send(build_packet(3, INST_PING))
+    assert client.receive(6) == build_packet(3, 0)  # the first reply: none to the broadcasts
     assert emulator.torque_enabled(1) and emulator.torque_enabled(2)
     assert not emulator.torque_enabled(3)
     assert all(emulator.read_register(i, "Acceleration") == 7 for i in range(1, 7))
@@ -151,7 +167,8 @@ def test_unknown_id_and_killed_servo_do_not_answer(client, emulator):
     client.send(build_packet(9, INST_PING))
     emulator.kill(2)
     client.send(build_packet(2, INST_PING))
-    assert client.receive(1, timeout=0.1) == b""
+    client.send(build_packet(3, INST_PING))
+    assert client.receive(6) == build_packet(3, 0)  # the first reply: neither 9 nor 2 answered
     emulator.revive(2)
     client.send(build_packet(2, INST_PING))
     assert client.receive(6) == build_packet(2, 0)
@@ -179,22 +196,41 @@ def test_homing_offset_shifts_reported_position(emulator):
     assert emulator.encoder_position(1) == 100
 
 
+def timed(call):
+    """(call(), monotonic time before it, after it): the call happened between the two."""
+    before = time.monotonic()
+    value = call()
+    return value, before, time.monotonic()
+
+
 def test_motion_towards_goal_at_bounded_speed():
-    with STS3215Emulator([1], speed=2000.0) as emulator:
-        emulator.write_register(1, "Torque_Enable", 1)
-        start = time.monotonic()
-        emulator.write_register(1, "Goal_Position", 2047 + 1000)
-        time.sleep(0.1)
-        moved = emulator.present_position(1) - 2047
-        elapsed = time.monotonic() - start
-        assert 2000 * 0.1 - 1 <= moved <= 2000 * elapsed + 1
+    # Motion follows the wall clock, so every bound below comes from clock readings taken
+    # around the calls, never from how long a sleep lasted. 1800 counts at the default 60
+    # counts/s is half a minute of motion: still under way when looked at, however slowly
+    # this test runs. Servo 2 moves at its Goal_Velocity of 20000 counts/s instead.
+    goal = 2047 + 1800
+    with STS3215Emulator([1, 2], speed=60.0) as emulator:
+        emulator.write_register(2, "Goal_Velocity", 20000)
+        for servo in (1, 2):
+            emulator.write_register(servo, "Torque_Enable", 1)
+        _, set_before, set_after = timed(lambda: emulator.write_register(1, "Goal_Position", goal))
+        time.sleep(0.2)  # let it move (any duration works)
+        position, read_before, read_after = timed(lambda: emulator.present_position(1))
+        moved = position - 2047
+        assert 60 * (read_before - set_after) - 1 <= moved <= 60 * (read_after - set_before) + 1
         assert emulator.read_register(1, "Moving") == 1
-        assert emulator.read_register(1, "Present_Velocity") == 2000
-        emulator.write_register(1, "Goal_Velocity", 20000)
-        time.sleep(0.1)
-        assert emulator.present_position(1) == 3047
-        assert emulator.read_register(1, "Moving") == 0
-        assert emulator.read_register(1, "Present_Velocity") == 0
+        assert emulator.read_register(1, "Present_Velocity") == 60
+
+        _, set_before, set_after = timed(lambda: emulator.write_register(2, "Goal_Position", goal))
+        time.sleep(0.02)
+        position, read_before, read_after = timed(lambda: emulator.present_position(2))
+        moved = position - 2047
+        assert min(1800, 20000 * (read_before - set_after)) - 1 <= moved
+        assert moved <= min(1800, 20000 * (read_after - set_before)) + 1
+        assert moved > 60 * (read_after - set_before) + 1  # faster than the default speed
+        assert wait_until(lambda: emulator.present_position(2) == goal)
+        assert emulator.read_register(2, "Moving") == 0
+        assert emulator.read_register(2, "Present_Velocity") == 0
 
 
 def test_torque_off_only_moves_from_outside(emulator):
@@ -214,10 +250,11 @@ def test_on_update_hook_reports_positions():
         if len(seen) >= 5:
             ticked.set()
 
-    with STS3215Emulator([1, 2], on_update=on_update, update_hz=200) as emulator:
-        emulator.set_position(2, 99)
-        assert ticked.wait(2.0)
-    assert seen[-1] == {1: 2047, 2: 99}
+    emulator = STS3215Emulator([1, 2], on_update=on_update, update_hz=200)
+    emulator.set_position(2, 99)  # before the motion thread starts: every report has it
+    with emulator:
+        assert ticked.wait(30.0)
+    assert seen[0] == seen[-1] == {1: 2047, 2: 99}
 
 
 def test_reg_write_then_action(client, emulator):
@@ -225,17 +262,17 @@ def test_reg_write_then_action(client, emulator):
     assert client.receive(6) == build_packet(2, 0)
     assert emulator.goal_position(2) == 2047  # not applied yet
     client.send(build_packet(BROADCAST_ID, INST_ACTION))
-    assert client.receive(1, timeout=0.05) == b""
+    client.send(build_packet(1, INST_PING))
+    assert client.receive(6) == build_packet(1, 0)  # the first reply: none to the ACTION
     assert emulator.goal_position(2) == 16
 
 
 def test_response_status_level_zero_silences_writes(client, emulator):
     emulator.write_register(3, "Response_Status_Level", 0)
     client.send(build_packet(3, INST_WRITE, bytes([41, 5])))
-    assert client.receive(1, timeout=0.05) == b""
-    assert emulator.read_register(3, "Acceleration") == 5
     client.send(build_packet(3, INST_PING))
-    assert client.receive(6) == build_packet(3, 0)
+    assert client.receive(6) == build_packet(3, 0)  # the first reply: none to the write
+    assert emulator.read_register(3, "Acceleration") == 5
 
 
 def test_writing_id_moves_the_servo(client, emulator):
@@ -269,4 +306,4 @@ def test_command_line_serves_two_buses():
         client.close()
     finally:
         child.send_signal(signal.SIGINT)
-        assert child.wait(timeout=10) == 0
+        assert child.wait(timeout=60) == 0
