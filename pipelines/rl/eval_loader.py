@@ -17,6 +17,7 @@ from pipelines.rl.policy import KIND, HilserlPolicy, read_checkpoint
 @dataclass
 class LoadedHilserl:
     name: str
+    source: str  # the checkpoint folder the user gave
     env: object  # pipelines.policy.evaluate.EnvSettings
     agent_config: dict
     actor_state: dict
@@ -54,6 +55,7 @@ def load_hilserl(path: Path, options) -> LoadedHilserl:
     run = path.parent.name if path.name.startswith("checkpoint_") else path.name
     return LoadedHilserl(
         name=options.name or f"{run}@{meta['env_steps']}",
+        source=str(path),
         env=EnvSettings(
             task=env["task"],
             image_size=int(env["image_size"]),

@@ -260,3 +260,46 @@ def test_the_saved_actor_acts_as_a_policy(tmp_path):
     assert action.shape == (4,) and np.abs(action[:3]).max() <= 0.02 and 0 <= action[3] <= 100
     report = evaluate(path, episodes=2, seed=0)
     assert report["episodes"] == 2 and [o["seed"] for o in report["outcomes"]] == [0, 1]
+
+
+def test_flywheel_eval_policy_evaluates_a_hilserl_checkpoint(tmp_path, capsys):
+    from pipelines import eval_policy
+    from pipelines.rl.policy import evaluate
+
+    encoder = load_frozen_encoder(estimator_checkpoint(tmp_path / "est"))
+    learner = make_learner(tmp_path, encoder)
+    learner.cfg.run_meta = {
+        "env": {"task": "reach_grasp", "image_size": 32, "fps": 10, "action_mode": "ee_delta"},
+        "max_ee_step": 0.02,
+    }
+    path = learner.checkpoint()
+    report = tmp_path / "report.json"
+    run_dir = str(tmp_path / "run")  # a run folder: its latest checkpoint
+    argv = [run_dir, "--episodes", "2", "--one-process", "--no-mlflow", "--report", str(report)]
+    assert eval_policy.main(argv) == 0, capsys.readouterr().err
+    arm = json.loads(report.read_text())["arms"][0]
+    assert arm["seeds"] == [0, 1] and arm["episodes"] == 2
+    assert arm["success"] == [o["success"] for o in evaluate(path, episodes=2)["outcomes"]]
+    # with a cfg scale a HIL-SERL actor does not take: one line, exit 2
+    assert eval_policy.main([path, "--cfg-scale", "2", "--one-process", "--no-mlflow"]) == 2
+    assert "takes no --cfg-scale" in capsys.readouterr().err
+
+
+def test_a_reward_classifier_checkpoint_is_a_frozen_encoder(tmp_path):
+    from pipelines.classifier.model import (
+        ClassifierConfig,
+        RewardClassifier,
+        load_feature_extractor,
+        save_model,
+    )
+
+    torch.manual_seed(0)
+    model = RewardClassifier(ClassifierConfig(cameras=CAMS, image_size=32, camera_dim=16))
+    path = save_model(tmp_path / "clf", model, name="t")
+    enc = load_frozen_encoder(path)
+    assert enc.kind == "classifier" and enc.cameras == CAMS and enc.feature_dim == 32
+    frames = {k: np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), np.uint8) for k in CAMS}
+    f = enc.features(frames)
+    assert f.shape == (2, 32)
+    assert np.allclose(f, load_feature_extractor(path, device="cpu").features(frames), atol=1e-6)
+    assert np.allclose(frozen_from_export(enc.export()).features(frames), f, atol=1e-6)
