@@ -94,12 +94,14 @@ class RewardSource:
     def __init__(self, cfg: CollectorConfig):
         from serving.client import HandleRewardClient, HTTPRewardClient
 
+        # patient: a busy endpoint (or a replica being replaced) answers late, not wrongly
+        patience = {"timeout_s": 30.0, "deadline_s": 120.0}
         if cfg.reward_url:
-            self.client = HTTPRewardClient(cfg.reward_url)
+            self.client = HTTPRewardClient(cfg.reward_url, **patience)
             info = self.client.info()
         else:
-            self.client = HandleRewardClient(app_name=cfg.reward_app)
-            info = self.client.handle.info.remote().result(timeout_s=30)
+            self.client = HandleRewardClient(app_name=cfg.reward_app, **patience)
+            info = self.client.handle.info.remote().result(timeout_s=60)
         self.cameras = list(info["cameras"])
 
     def __call__(self, obs: dict) -> float:
@@ -296,6 +298,9 @@ class Collector:
         """Collect until the learner has its steps; returns the episodes collected here."""
         import ray
 
+        from actors.priority import normal_priority
+
+        normal_priority()  # this loop's thread too (actors.priority)
         version = -1
         while True:
             answer = ray.get(self.learner.sync.remote(self.index, version))
@@ -361,6 +366,8 @@ def collector_actor(max_restarts: int = 3, **options):
     Threaded (4), so that `pid`, `ping` and `close` answer while `run` loops."""
     import ray
 
+    from actors.priority import at_normal_priority
+
     return ray.remote(
         max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=4, **options
-    )(Collector)
+    )(at_normal_priority(Collector))

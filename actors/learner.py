@@ -604,9 +604,11 @@ def learner_actor(max_restarts: int = 3, **options):
     """`Learner` as a threaded Ray actor, restarted (resuming from its checkpoint) if it dies."""
     import ray
 
+    from actors.priority import at_normal_priority
+
     return ray.remote(
         max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=16, **options
-    )(Learner)
+    )(at_normal_priority(Learner))
 
 
 def check_checkpoint_dir(run_dir: Path) -> None:

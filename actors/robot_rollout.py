@@ -68,8 +68,9 @@ class RobotRollout:
     ):
         import ray
 
-        from actors.arm import follower_actor, leader_actor
+        from actors.arm import FollowerArm, LeaderArm
         from actors.camera import OpenCVCamera, RobotCamera
+        from actors.priority import at_normal_priority
 
         self.cfg = cfg
         self.encoder = encoder
@@ -83,14 +84,14 @@ class RobotRollout:
             from actors.emulated_robot import EMULATED_CALIBRATION, EmulatedSO101
 
             self.robot = (
-                ray.remote(EmulatedSO101)
+                ray.remote(at_normal_priority(EmulatedSO101))
                 .options(**zero)
                 .remote(task=cfg.task, seed=seed, image_size=cfg.image_size)
             )
             ports = ray.get(self.robot.ports.remote())
             follower_port, leader_port = ports["follower"], ports["leader"]
             follower_cal = leader_cal = EMULATED_CALIBRATION
-            camera = ray.remote(RobotCamera).options(**zero)
+            camera = ray.remote(at_normal_priority(RobotCamera)).options(**zero)
             self.cameras = {k: camera.remote(self.robot, k) for k in cfg.cameras}
             if cfg.operator:
                 ray.get(self.robot.start_operator.remote(seed, float(cfg.fps)))
@@ -101,15 +102,23 @@ class RobotRollout:
             follower_cal = load_calibration(cfg.follower_id, directory)
             leader_cal = load_calibration(cfg.leader_id, directory)
             follower_port, leader_port = cfg.follower_port, cfg.leader_port
-            camera = ray.remote(OpenCVCamera).options(**zero)
+            camera = ray.remote(at_normal_priority(OpenCVCamera)).options(**zero)
             self.cameras = {k: camera.remote(src) for k, src in cfg.real_cameras.items()}
         # an emulated bus stalls when the machine is busy (its emulator is a thread in another
         # process), which a real one does not: more retries before a timeout is a fault
         retries = 20 if cfg.robot == "emulated" else 3
-        self.follower = follower_actor(**zero).remote(
-            follower_port, follower_cal, max_step=max_step, retries=retries
+        # as actors.arm's follower_actor / leader_actor: restarted (re-handshake) if they die
+        arm = {"max_restarts": 3, "max_task_retries": 3, **zero}
+        self.follower = (
+            ray.remote(at_normal_priority(FollowerArm))
+            .options(**arm)
+            .remote(follower_port, follower_cal, max_step=max_step, retries=retries)
         )
-        self.leader = leader_actor(**zero).remote(leader_port, leader_cal, retries=retries)
+        self.leader = (
+            ray.remote(at_normal_priority(LeaderArm))
+            .options(**arm)
+            .remote(leader_port, leader_cal, retries=retries)
+        )
 
     # ------------------------------------------------------------------ I/O
 

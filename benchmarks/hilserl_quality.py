@@ -106,16 +106,15 @@ def encoder_checkpoint(work: Path, quick: bool) -> str:
     return result.checkpoint
 
 
-def classifier_endpoint(work: Path, quick: bool) -> str | None:
-    """Train and serve the reward classifier; its Serve application name, or None."""
-    try:
-        from pipelines.classifier.train import ClassifierTrainConfig, run as train_classifier  # noqa
-        from serving.reward import ServeConfig, serve_reward
-    except ImportError:
-        print("no reward classifier in this Flywheel: the classifier run is skipped", flush=True)
-        return None
+def classifier_endpoint(work: Path, quick: bool) -> str:
+    """Train (`flywheel train-classifier --labels`, on synth's success-frames CSV) and serve
+    (`flywheel serve-reward`) the reward classifier; its Serve application's name."""
+    from pipelines.classifier.labels import success_csv_path
+    from pipelines.classifier.train import TrainConfig
+    from pipelines.classifier.train import run as train_classifier
     from pipelines.synth import SynthConfig
     from pipelines.synth import run as synth
+    from serving.reward import ServeConfig, serve_reward
 
     data = work / "classifier_data"
     if not (data / "meta" / "info.json").exists():
@@ -124,16 +123,18 @@ def classifier_endpoint(work: Path, quick: bool) -> str | None:
             SynthConfig(
                 str(data), episodes=20 if quick else 100, image_size=64, seed=1,
                 steps_after_success=30,
-            )
+            ),
+            out=lambda *a: None,
         )  # fmt: skip
     stage("train-classifier")
     result = train_classifier(
-        ClassifierTrainConfig(
-            str(data), steps=40 if quick else 1000, image_size=64, name="classifier",
-            storage=str(work / "runs"), mlflow=False,
+        TrainConfig(
+            str(data), labels=str(success_csv_path(data)), steps=40 if quick else 1000,
+            image_size=64, workers=2, name="classifier", storage=str(work / "runs"), mlflow=False,
         )
     )  # fmt: skip
-    serve_reward(ServeConfig(result.checkpoint))
+    stage(f"serve-reward {result.checkpoint}")
+    serve_reward(ServeConfig(result.checkpoint, cpus_per_replica=0, threads=1))
     return "reward"
 
 
@@ -269,23 +270,25 @@ def main(argv=None) -> int:
         "nobc": {"bc_weight": 0.0},
         "classifier": {"bc_weight": 0.5, "reward": "classifier"},
     }
-    runs = []
+    # runs made one at a time (`--runs bc`, then `--runs nobc`, ...) gather in one report
+    out = Path(args.out)
+    earlier = json.loads(out.read_text()).get("runs", []) if out.exists() else []
+    runs = [r for r in earlier if r["name"] not in wanted and r.get("steps", steps) == steps]
     for name in wanted:
         options = dict(plans[name])
         if name == "classifier":
-            app = classifier_endpoint(work, args.quick)
-            if app is None:
-                continue
-            options["reward_app"] = app
+            options["reward_app"] = classifier_endpoint(work, args.quick)
         run = hilserl_run(name, work, encoder, steps, **options)
         stage(f"evaluate {name}")
+        run["steps"] = steps
+        run["encoder"] = report["encoder"]["checkpoint"]
         run["eval"] = evaluate(run["checkpoint"], args.eval_episodes)
         print(json.dumps(run, indent=1), flush=True)
         runs.append(run)
         report["runs"] = runs
         from pipelines.dataset import atomic_write_json
 
-        atomic_write_json(Path(args.out), report)
+        atomic_write_json(out, report)
     if runs:
         curves(runs, RESULTS / "hilserl_curves.png")
         for run in runs:

@@ -387,8 +387,9 @@ def _endpoint_info(cfg: HilserlConfig) -> dict:
     return handle.info.remote().result(timeout_s=10)
 
 
-def check_reward_endpoint(cfg: HilserlConfig, cameras: list[str]) -> dict:
-    """The classifier endpoint answers and scores the env's cameras; one line if not."""
+def check_reward_endpoint(cfg: HilserlConfig, cameras: list[str], image_size: int) -> dict:
+    """The classifier endpoint answers and scores the env's cameras at the env's image size (or
+    resizes); one line if not."""
     where = cfg.reward_url or f"Serve application {cfg.reward_app!r}"
     try:
         info = _endpoint_info(cfg)
@@ -410,6 +411,13 @@ def check_reward_endpoint(cfg: HilserlConfig, cameras: list[str]) -> dict:
         raise DatasetError(
             f"--reward classifier: the classifier ({where}) scores camera {missing[0]!r}, "
             "which the env does not have"
+        )
+    size = info.get("image_size") if isinstance(info, dict) else None
+    if size is not None and int(size) != image_size and not info.get("resize"):
+        raise DatasetError(
+            f"--reward classifier: the classifier ({where}) takes {size} x {size} images, the "
+            f"env gives {image_size} x {image_size}; serve it with --resize or match "
+            "--image-size"
         )
     return info
 
@@ -537,7 +545,7 @@ def run(cfg: HilserlConfig) -> HilserlResult:
     settings = run_settings(cfg, res)
     previous = check_run(cfg, settings)
     if cfg.reward == "classifier":
-        check_reward_endpoint(cfg, res.cameras)
+        check_reward_endpoint(cfg, res.cameras, res.image_size)
     if previous is not None and previous.get("env_steps", 0) >= cfg.steps:
         _say(
             cfg,
@@ -554,6 +562,7 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
 
     from actors.collector import CollectorConfig, collector_actor
     from actors.learner import LearnerConfig, learner_actor
+    from actors.priority import at_normal_priority
     from actors.recording import OnlineRecorder
     from pipelines.tracking import TrackedRun
 
@@ -612,7 +621,7 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
             from pipelines.synth import TASK_TEXT
 
             recorder = (
-                ray.remote(OnlineRecorder)
+                ray.remote(at_normal_priority(OnlineRecorder))
                 .options(num_cpus=0)
                 .remote(
                     dataset,

@@ -2,6 +2,7 @@
 learner's buffers, checkpoints and resume, frozen encoders, the saved policy."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from actors.collector import CollectorConfig, SimRollout
 from actors.learner import Learner, LearnerConfig, intervention_runs
+from actors.recording import OnlineRecorder
 from actors.sim import SO101Env
 from actors.sim import kinematics as kin
 from actors.sim.controllers import ExpertController
@@ -303,3 +305,26 @@ def test_a_reward_classifier_checkpoint_is_a_frozen_encoder(tmp_path):
     assert f.shape == (2, 32)
     assert np.allclose(f, load_feature_extractor(path, device="cpu").features(frames), atol=1e-6)
     assert np.allclose(frozen_from_export(enc.export()).features(frames), f, atol=1e-6)
+
+
+def test_hilserl_actors_raise_themselves_to_normal_priority():
+    """Ray nices its workers to 15; the actors undo it for every thread where permitted."""
+    import subprocess
+    import sys
+
+    from actors.priority import at_normal_priority
+
+    code = (
+        "import os, threading, time\n"
+        "os.nice(10)\n"
+        "t = threading.Thread(target=time.sleep, args=(2,)); t.start()\n"
+        "from actors.priority import normal_priority\n"
+        "ok = normal_priority()\n"
+        "print(ok, sorted({os.getpriority(os.PRIO_PROCESS, int(x))"
+        " for x in os.listdir('/proc/self/task')}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = os.geteuid() == 0
+    assert out.stdout.split(maxsplit=1) == (["True", "[0]\n"] if root else ["False", "[10]\n"])
+    wrapped = at_normal_priority(OnlineRecorder)
+    assert wrapped.__name__ == "OnlineRecorder" and issubclass(wrapped, OnlineRecorder)

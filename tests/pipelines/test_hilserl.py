@@ -309,3 +309,45 @@ def test_the_emulated_so101_through_its_driver(tmp_path, encoder_path):
     interv = np.concatenate([f["complementary_info.is_intervention"].to_numpy() for f in frames])
     assert interv.any()  # the simulated operator took the leader arm over
     assert (s["intervention_rate"] > 0) and s["episodes"] == ds.info["total_episodes"]
+
+
+def test_the_served_classifier_decides_rewards_and_ends_through_its_handle(tmp_path, encoder_path):
+    """A classifier that calls every frame a success, served on Ray Serve: each episode is one
+    step with reward 1 (the simulator alone never ends one that soon)."""
+    import socket
+
+    from ray import serve
+
+    from pipelines.classifier.model import ClassifierConfig, RewardClassifier, save_model
+    from serving.reward import ServeConfig, serve_reward
+
+    torch.manual_seed(0)
+    model = RewardClassifier(
+        ClassifierConfig(cameras=CAMS[:1], image_size=32, camera_dim=16, hidden_dim=16)
+    )
+    with torch.no_grad():
+        model.head[-1].bias.fill_(50.0)  # success, whatever the frame
+    checkpoint = save_model(tmp_path / "clf", model, name="always")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = "hilserl-reward"
+    serve_reward(
+        ServeConfig(checkpoint=checkpoint, port=port, name=app, cpus_per_replica=0, threads=1)
+    )
+    try:
+        cfg = small(tmp_path, encoder_path, reward="classifier", reward_app=app, steps=30)
+        cfg.mlflow = False
+        result = hilserl.run(cfg)
+        info = serve.get_app_handle(app).info.remote().result(timeout_s=120)
+    finally:
+        serve.shutdown()
+    s = result.status
+    assert s["env_steps"] >= 30 and not s["error"]
+    ds = LeRobotDataset(result.dataset)
+    frames = [ds.read_episode(e) for e in ds.episode_indices]
+    assert [len(f) for f in frames] == [1] * len(frames) and len(frames) == s["episodes"]
+    rewards = np.concatenate([f["next.reward"].to_numpy() for f in frames])
+    assert (rewards == 1).all()
+    scored = sum(int(size) * n for size, n in info["batch_sizes"].items())
+    assert scored >= s["env_steps"]  # every step's frame was scored by the endpoint
