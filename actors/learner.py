@@ -15,6 +15,12 @@ and a collector asking for work while the learner is more than `max_lag` steps b
 to wait (`sync`), so that the update-to-data ratio holds whatever the machine's speed;
 `updates_per_step = 0` lets the learner run free and collectors never wait.
 
+**The end.** When the run has its env steps, `sync` tells each collector to stop at its next
+episode boundary; the episodes they were in the middle of still come in and are trained on
+(the learner's step budget follows the env steps received), and `finish` (called once every
+collector has stopped) stops training and writes the final checkpoint, so it holds every
+episode received.
+
 **Weights** are published every `push_every` learner steps (`ray.put` once, every collector
 fetches the same object) and picked up by collectors at episode boundaries, in `sync`, which
 also hands out episode seeds and says when the run has its env steps.
@@ -386,10 +392,8 @@ class Learner:
 
     def _train(self) -> None:
         try:
-            while not self._stop.is_set():
-                with self.lock:
-                    if self._training_done():
-                        break
+            while not self._stop.is_set():  # until finish(): episodes still on their way
+                with self.lock:  # when the run has its env steps are trained on too
                     if not self._ready():
                         self.new_data.wait(timeout=0.2)
                         continue
@@ -532,7 +536,8 @@ class Learner:
                 "offline_loaded": self.offline_loaded,
                 "updates_per_s": (updates - last_updates) / max(now - last_t, 1e-9),
                 "silent_collectors": len(self._silent),
-                "done": self._finished.is_set(),
+                "silent": sorted(self._silent),  # the collectors' indices
+                "done": self._finished.is_set() or self._training_done(),
                 "error": self._error,
                 "warnings": warnings,
                 "version": self.version,
@@ -582,8 +587,16 @@ class Learner:
         return self.resumed_from
 
     def wait(self, timeout_s: float) -> bool:
-        """Until training has finished (the run has its steps and updates); True if it has."""
-        return self._finished.wait(timeout_s)
+        """Until the run has its env steps and the learner steps they allow (or training
+        stopped); True if so. Training goes on, on episodes still arriving, until `finish`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                if self._finished.is_set() or self._training_done():
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def finish(self) -> str:
         """Stop training and write the final checkpoint; returns its folder."""

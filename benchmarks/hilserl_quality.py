@@ -134,7 +134,12 @@ def classifier_endpoint(work: Path, quick: bool) -> str:
         )
     )  # fmt: skip
     stage(f"serve-reward {result.checkpoint}")
-    serve_reward(ServeConfig(result.checkpoint, cpus_per_replica=0, threads=1))
+    import socket
+
+    with socket.socket() as s:  # a free port: 8000 may be another job's on a shared machine
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    serve_reward(ServeConfig(result.checkpoint, port=port, cpus_per_replica=0, threads=1))
     return "reward"
 
 

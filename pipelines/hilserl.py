@@ -678,11 +678,12 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
         final = ray.get(learner.finish.remote())
         status = ray.get(learner.status.remote())
         history = ray.get(learner.history.remote())
-        if recorder is not None:
-            sent = status["episodes"]
-            deadline = time.monotonic() + 120
-            while ray.get(recorder.count.remote()) < sent - _resumed_episodes(resumed):
+        if recorder is not None:  # the recorder encodes videos: it may lag on a busy machine
+            sent = status["episodes"] - _resumed_episodes(resumed)
+            deadline = time.monotonic() + 600
+            while (written := ray.get(recorder.count.remote())) < sent:
                 if time.monotonic() > deadline:
+                    print(f"warning: the recording has {written} of the {sent} episodes")
                     break
                 time.sleep(0.2)
         figures = _figures(cfg, run_dir, history, bound, tracked)
@@ -720,14 +721,19 @@ def _numeric(status: dict) -> dict:
     }
 
 
+STRAGGLER_S = 600  # how long the end waits for collectors to finish their last episode
+
+
 def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> dict:
-    """Poll the learner until the run has its steps; log, print, notice dead collectors."""
+    """Poll the learner until the run has its steps and every collector has stopped (after the
+    episode it was in); log, print, notice dead collectors."""
     import ray
 
     last_print = 0.0
     status: dict = {}
     pending = dict(runs)
     dead, last_reason = 0, ""
+    stragglers_since = None
     while True:
         finished = ray.get(learner.wait.remote(1.0))
         status = ray.get(learner.status.remote())
@@ -749,10 +755,15 @@ def _watch(cfg: HilserlConfig, learner, runs: dict, tracked, bound: float) -> di
         if tracked is not None:
             tracked.log_metrics(_numeric(status), step=int(status["env_steps"]))
         now = time.monotonic()
-        if now - last_print > 10 or finished:
+        if finished and pending and stragglers_since is None:
+            stragglers_since = now  # collectors finishing the episode they were in
+        if now - last_print > 10 or (finished and not pending):
             last_print = now
             _say(cfg, _progress_line(status, cfg.steps, bound))
-        if finished:
+        if finished and not pending:
+            return status
+        if finished and now - stragglers_since > STRAGGLER_S:
+            _say(cfg, f"warning: {len(pending)} collector(s) did not stop in {STRAGGLER_S} s")
             return status
         if not pending and dead and not status["done"] and status["env_steps"] < cfg.steps:
             raise RuntimeError(

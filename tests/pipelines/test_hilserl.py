@@ -67,7 +67,7 @@ def test_a_run_learns_records_logs_and_resumes(tmp_path, encoder_path, mlflow_ur
     assert s["env_steps"] >= 160 and s["episodes"] >= 2 and not s["error"]
     assert s["learner_steps"] == math.ceil(0.5 * (s["env_steps"] - 20))  # --updates-per-step
     assert s["online_transitions"] == s["env_steps"] and s["offline_transitions"] > 0
-    assert {e["collector"] for e in result.history["episodes"]} == {0, 1}
+    assert {e["collector"] for e in result.history["episodes"]} <= {0, 1}  # both: next test
     meta = json.loads(
         (
             tmp_path / "runs" / "t" / result.checkpoint.rsplit("/", 1)[-1] / "hilserl.json"
@@ -246,23 +246,26 @@ def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, en
         return [e for e in history if e["collector"] == index and e["wall_s"] > after]
 
     try:
-        wait_until(lambda: episodes_from(0))
+        wait_until(lambda: episodes_from(0) and episodes_from(1))  # two feed one learner
         pid = ray.get(collectors[0].pid.remote())
-        killed_at = ray.get(learner.status.remote())["wall_s"]
         os.kill(pid, signal.SIGKILL)
-        # Ray restarts it, retries its loop; it sends again from a new process
-        wait_until(lambda: episodes_from(0, after=killed_at))
-        assert ray.get(collectors[0].pid.remote()) != pid
+        # Ray restarts it (the call waits for the new process), retries its loop; it sends
+        # again from the new process
+        assert ray.get(collectors[0].pid.remote(), timeout=600) != pid
+        status = ray.get(learner.status.remote())
+        warnings.extend(status["warnings"])  # status() hands each warning out once
+        wait_until(lambda: episodes_from(0, after=status["wall_s"]))
         # collector 1 gone for good: the learner says so and carries on with collector 0
         ray.kill(collectors[1], no_restart=True)
 
-        def reported():
+        def reported():  # once silent, a dead collector stays so (a slow one may come back)
             status = ray.get(learner.status.remote())
             warnings.extend(status["warnings"])
-            return any("collector 1 sent nothing" in w for w in warnings) and status
+            return 1 in status["silent"] and status
 
         status = wait_until(reported)
         assert status["silent_collectors"] >= 1
+        assert any("collector 1 sent nothing" in w for w in warnings)
         steps = status["env_steps"]
         wait_until(lambda: ray.get(learner.status.remote())["env_steps"] > steps)
     finally:
@@ -277,7 +280,7 @@ def test_a_killed_learner_resumes_from_its_checkpoint(tmp_path, encoder_path):
     from actors.collector import CollectorConfig, collector_actor
     from actors.learner import learner_actor
 
-    lcfg, agent, spec, source = _agent(encoder_path, tmp_path, steps=400, checkpoint_every=60)
+    lcfg, agent, spec, source = _agent(encoder_path, tmp_path, steps=240, checkpoint_every=50)
     learner = learner_actor(num_cpus=0).remote(lcfg, agent, spec, source)
     ccfg = CollectorConfig(image_size=32, keep_images=False, random_steps=20)
     collector = collector_actor(num_cpus=0).remote(0, learner, ccfg, agent, None, 0)
@@ -288,22 +291,22 @@ def test_a_killed_learner_resumes_from_its_checkpoint(tmp_path, encoder_path):
         before = ray.get(learner.status.remote())
         os.kill(ray.get(learner.pid.remote()), signal.SIGKILL)
         resumed = wait_until(lambda: ray.get(learner.resumed.remote()))
-        assert 60 <= resumed["env_steps"] <= before["env_steps"] + 250
+        assert 50 <= resumed["env_steps"] <= before["env_steps"] + 250
         assert resumed["online"] == resumed["env_steps"] and resumed["learner_steps"] > 0
         wait_until(lambda: ray.get(learner.wait.remote(1.0)))
         assert ray.get(run) >= 1  # the collector carried on to the end
         final = ray.get(learner.finish.remote())
         meta = json.loads((run_dir / final.rsplit("/", 1)[-1] / "hilserl.json").read_text())
-        assert meta["env_steps"] >= 400
+        assert meta["env_steps"] >= 240
     finally:
         for actor in (collector, learner):
             ray.kill(actor, no_restart=True)
 
 
 def test_the_emulated_so101_through_its_driver(tmp_path, encoder_path):
-    result = hilserl.run(small(tmp_path, encoder_path, robot="emulated", steps=80, mlflow=False))
+    result = hilserl.run(small(tmp_path, encoder_path, robot="emulated", steps=50, mlflow=False))
     s = result.status
-    assert s["env_steps"] >= 80 and not s["error"]
+    assert s["env_steps"] >= 50 and not s["error"]
     ds = LeRobotDataset(result.dataset)
     frames = [ds.read_episode(e) for e in ds.episode_indices]
     interv = np.concatenate([f["complementary_info.is_intervention"].to_numpy() for f in frames])
