@@ -13,14 +13,21 @@ def ray_cluster():
     from pipelines.cluster import quiet, quiet_data
 
     quiet()
-    if not ray.is_initialized():
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level="ERROR",
-        )
+    for attempt in range(3):  # Ray gives its raylet 30 s to register: a busy machine misses it
+        if ray.is_initialized():
+            break
+        try:
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+            )
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt == 2:
+                raise
+            ray.shutdown()
     quiet_data()
     yield ray
     ray.shutdown()
