@@ -1,17 +1,25 @@
-"""`flywheel demo`: the flywheel end to end on a small simulated dataset, on a local Ray cluster.
+"""`flywheel demo`: the whole flywheel once, on a small simulated dataset, on a local Ray cluster.
 
-1. synthesize SO-101 episodes in the simulator (`flywheel synth`);
+1. synthesize SO-101 episodes in the simulator (`flywheel synth`), with frames recorded after
+   each success (what the reward classifier learns from);
 2. Stage 0: label them from the simulator's progress (`flywheel label`) and show where the
    positive labels went;
 3. Stage 1: train a small advantage estimator on Ray Train (`flywheel train-estimator`);
-4. Stage 2: estimate every frame's advantage on Ray Data (`flywheel estimate`);
-5. Stage 0 again, from the estimate: how often it agrees with the labels from true progress;
-6. Stage 3: train an AWBC policy on the estimate's labels and a plain BC policy on the same
+4. Stage 2: estimate every frame's advantage on Ray Data (`flywheel estimate`), and Stage 0
+   again from the estimate: how often it agrees with the labels from true progress;
+5. Stage 3: train an AWBC policy on the estimate's labels and a plain BC policy on the same
    frames (`flywheel train-policy`, a short budget), and roll both out in the simulator on the
-   same seeds (`flywheel eval-policy`).
-7. the reward classifier: trained on the episodes' success frames (`flywheel train-classifier`,
+   same seeds (`flywheel eval-policy`);
+6. the reward classifier: trained on the episodes' success frames (`flywheel train-classifier`,
    Ray Train), served (`flywheel serve-reward`, Ray Serve) and asked over HTTP about every frame
    of the held-out test episodes, by four robots at once.
+
+Each step is a function of the demo's folder (`--out`): what a step makes (datasets, checkpoints,
+figures) lives there, and what later steps need of it is recorded in `demo.json` (written
+atomically), so `flywheel demo --stage N` runs step N alone on the outputs of the steps before
+it, and says which step to run first when they are missing. The whole demo starts from an empty
+folder (it removes its own earlier output, nothing else). At the end it prints one summary table,
+a row per step, and where the MLflow runs went.
 """
 
 from __future__ import annotations
@@ -19,7 +27,9 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +37,16 @@ import numpy as np
 from pipelines import estimate, label, synth, train_estimator
 from pipelines.classifier.labels import success_csv_path
 from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.dataset import DatasetError, LeRobotDataset, atomic_write_json
 from pipelines.policy import evaluate as eval_policy
 from pipelines.policy import train as train_policy
 from pipelines.tracking import TrackingError, check_tracking_uri
 
 AFTER_SUCCESS = 10  # frames recorded after each success: what the reward classifier learns
+
+
+class DemoError(Exception):
+    """A step's inputs are missing (run the step that makes them first)."""
 
 
 def positive_share(dataset: Path, episodes: list[dict]) -> dict[str, float]:
@@ -45,137 +59,225 @@ def positive_share(dataset: Path, episodes: list[dict]) -> dict[str, float]:
     return {name: float(np.concatenate(v).mean()) for name, v in sorted(by.items())}
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="flywheel-demo", help="output folder (default flywheel-demo)")
-    p.add_argument("--episodes", type=int, default=40, help="episodes to simulate (default 40)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=150, help="estimator training steps (150)")
-    p.add_argument(
-        "--classifier-steps", type=int, default=60, help="reward classifier training steps (60)"
-    )
-    p.add_argument("--policy-steps", type=int, default=300, help="policy training steps (300)")
-    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per policy (20)")
-    p.add_argument("--ray-address", default=None)
-    p.add_argument("--no-mlflow", action="store_true")
-    args = p.parse_args(argv)
-    out = Path(args.out)
-    dataset = out / "dataset"
-    try:
-        if not args.no_mlflow:
-            check_tracking_uri()
-        for old in (dataset, out / "runs"):  # the demo's own output from an earlier run
-            if old.exists():
-                shutil.rmtree(old)
-        success_csv_path(dataset).unlink(missing_ok=True)
-        print(f"[1/7] synthesizing {args.episodes} SO-101 episodes in the simulator -> {dataset}")
-        made = synth.run(
-            synth.SynthConfig(
-                out=str(dataset),
-                episodes=args.episodes,
-                seed=args.seed,
-                steps_after_success=AFTER_SUCCESS,
-                ray_address=args.ray_address,
-            )
-        )
-        n = len(made.episodes)
-        print(f"  {n} episodes, {made.frames} frames in {made.seconds:.1f} s")
-        for line in synth.summary_lines(made):
-            print(line)
+@dataclass
+class Demo:
+    """The demo's folder and what its steps have recorded in `demo.json`."""
 
-        print("[2/7] Stage 0: labeling from progress (binary, top 30% positive)")
-        labeling = dict(
-            dataset=str(dataset),
+    out: Path
+    args: argparse.Namespace
+    state: dict = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> Path:
+        return self.out / "dataset"
+
+    @property
+    def runs(self) -> Path:
+        return self.out / "runs"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "demo.json"
+
+    def load(self) -> None:
+        import json
+
+        if self.state_path.exists():
+            try:
+                self.state = json.loads(self.state_path.read_text())
+            except ValueError as e:
+                raise DemoError(f"{self.state_path}: not JSON ({e}); rerun the whole demo") from e
+
+    def record(self, step: int, **values) -> None:
+        import json
+
+        plain = json.dumps(values, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+        self.state[str(step)] = json.loads(plain)
+        atomic_write_json(self.state_path, self.state)
+
+    def need(self, step: int) -> dict:
+        if str(step) not in self.state:
+            raise DemoError(
+                f"{self.state_path}: step {step} ({STEPS[step - 1][0]}) has not run here; run "
+                f"`flywheel demo --stage {step} --out {self.out}` first (or the whole demo)"
+            )
+        return self.state[str(step)]
+
+    def labeling(self) -> dict:
+        return dict(
+            dataset=str(self.dataset),
             threshold=30.0,
-            ray_address=args.ray_address,
-            mlflow=not args.no_mlflow,
-        )
-        result = label.run(label.LabelConfig(**labeling), out=lambda *a: None)
-        print(f"  labeled {result.frames} frames in {result.files} files ({result.seconds:.1f} s)")
-        for i, text in enumerate(result.task_texts):
-            print(f"  task_index={i} {text!r}: {result.counts[i]} frames")
-        shares = positive_share(dataset, made.episodes)
-        print(
-            "  positive share by controller: "
-            + ", ".join(f"{k} {v:.0%}" for k, v in shares.items())
-        )
-        if result.mlflow_run:
-            print(f"  {result.mlflow_run}")
-
-        print(
-            f"[3/7] Stage 1: training the kai0 advantage estimator ({args.steps} steps, "
-            "2 Ray Train workers)"
-        )
-        trained = train_estimator.run(
-            train_estimator.TrainConfig(
-                dataset=str(dataset),
-                variant="kai0",
-                workers=2,
-                steps=args.steps,
-                batch_size=16,
-                checkpoint_every=max(1, args.steps // 3),
-                storage=str(out / "runs"),
-                name="demo-estimator",
-                seed=args.seed,
-                ray_address=args.ray_address,
-                mlflow=not args.no_mlflow,
-            )
-        )
-        m = trained.metrics
-        print(
-            f"  step {trained.step}, loss {m.get('loss', float('nan')):.4f}, held-out "
-            f"Spearman(value, stage progress) {m.get('eval_spearman', float('nan')):.3f} "
-            f"({trained.seconds:.0f} s); checkpoint {trained.checkpoint}"
+            ray_address=self.args.ray_address,
+            mlflow=not self.args.no_mlflow,
         )
 
-        print("[4/7] Stage 2: estimating every frame's advantage (Ray Data)")
-        est = estimate.run(
-            estimate.EstimateConfig(
-                dataset=str(dataset),
-                checkpoint=trained.checkpoint,
-                ray_address=args.ray_address,
-            )
-        )
-        print(f"  {est.frames} frames in {est.seconds:.1f} s -> {est.out_dir}")
 
-        print("[5/7] Stage 0 from the estimate (absolute_advantage, top 30% positive)")
-        truth = _labels(dataset, "data")
-        label.run(
-            label.LabelConfig(
-                **labeling, data_dir=est.out_dir.name, advantage_source="absolute_advantage"
-            ),
-            out=lambda *a: None,
+def synthesize(d: Demo) -> str:
+    a = d.args
+    for old in (d.dataset, d.runs):  # the demo's own output from an earlier run
+        if old.exists():
+            shutil.rmtree(old)
+    success_csv_path(d.dataset).unlink(missing_ok=True)
+    print(f"  {a.episodes} episodes as Ray tasks -> {d.dataset}")
+    made = synth.run(
+        synth.SynthConfig(
+            out=str(d.dataset),
+            episodes=a.episodes,
+            seed=a.seed,
+            steps_after_success=AFTER_SUCCESS,
+            ray_address=a.ray_address,
         )
-        estimated = _labels(dataset, est.out_dir.name)
-        from pipelines.estimator_data import split_episodes
+    )
+    print(f"  {len(made.episodes)} episodes, {made.frames} frames in {made.seconds:.1f} s")
+    for line in synth.summary_lines(made):
+        print(line)
+    d.record(1, episodes=made.episodes, frames=made.frames)
+    return f"{len(made.episodes)} episodes, {made.frames} frames"
 
-        _, held = split_episodes(LeRobotDataset(dataset).episode_indices, 0.2, args.seed)
-        agree = np.mean(np.concatenate([truth[e] == estimated[e] for e in truth]))
-        agree_held = np.mean(np.concatenate([truth[e] == estimated[e] for e in held]))
-        print(
-            f"  labels from the estimate agree with labels from true progress on {agree:.1%} of "
-            f"frames ({agree_held:.1%} on the {len(held)} held-out episodes)"
+
+def label_from_progress(d: Demo) -> str:
+    made = d.need(1)
+    result = label.run(label.LabelConfig(**d.labeling()), out=lambda *a: None)
+    print(f"  labeled {result.frames} frames in {result.files} files ({result.seconds:.1f} s)")
+    for i, text in enumerate(result.task_texts):
+        print(f"  task_index={i} {text!r}: {result.counts[i]} frames")
+    shares = positive_share(d.dataset, made["episodes"])
+    print("  positive share by controller: " + ", ".join(f"{k} {v:.0%}" for k, v in shares.items()))
+    if result.mlflow_run:
+        print(f"  {result.mlflow_run}")
+    counts = {int(k): int(v) for k, v in result.counts.items()}
+    d.record(2, counts=counts)
+    return f"{counts.get(1, 0) / max(1, sum(counts.values())):.0%} of frames positive"
+
+
+def train_the_estimator(d: Demo) -> str:
+    d.need(2)
+    a = d.args
+    print(f"  {a.steps} steps, 2 Ray Train workers")
+    trained = train_estimator.run(
+        train_estimator.TrainConfig(
+            dataset=str(d.dataset),
+            variant="kai0",
+            workers=2,
+            steps=a.steps,
+            batch_size=16,
+            checkpoint_every=max(1, a.steps // 3),
+            storage=str(d.runs),
+            name="demo-estimator",
+            seed=a.seed,
+            ray_address=a.ray_address,
+            mlflow=not a.no_mlflow,
         )
-        policies(dataset, est.out_dir.name, out / "runs", args)
-    except (DatasetError, ClusterError, TrackingError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+    )
+    m = trained.metrics
+    rho = m.get("eval_spearman", float("nan"))
     print(
-        f"[7/7] the reward classifier: train ({args.classifier_steps} steps, Ray Train), serve "
-        "(Ray Serve), score held-out frames over HTTP"
+        f"  step {trained.step}, loss {m.get('loss', float('nan')):.4f}, held-out "
+        f"Spearman(value, stage progress) {rho:.3f} ({trained.seconds:.0f} s); "
+        f"checkpoint {trained.checkpoint}"
+    )
+    d.record(3, checkpoint=str(trained.checkpoint), spearman=rho)
+    return f"held-out Spearman {rho:.3f}"
+
+
+def estimate_and_relabel(d: Demo) -> str:
+    trained = d.need(3)
+    a = d.args
+    print("  every frame through the estimator (Ray Data)")
+    est = estimate.run(
+        estimate.EstimateConfig(
+            dataset=str(d.dataset), checkpoint=trained["checkpoint"], ray_address=a.ray_address
+        )
+    )
+    print(f"  {est.frames} frames in {est.seconds:.1f} s -> {est.out_dir}")
+    print("  Stage 0 from the estimate (absolute_advantage, top 30% positive)")
+    truth = _labels(d.dataset, "data")
+    label.run(
+        label.LabelConfig(
+            **d.labeling(), data_dir=est.out_dir.name, advantage_source="absolute_advantage"
+        ),
+        out=lambda *a: None,
+    )
+    estimated = _labels(d.dataset, est.out_dir.name)
+    from pipelines.estimator_data import split_episodes
+
+    _, held = split_episodes(LeRobotDataset(d.dataset).episode_indices, 0.2, a.seed)
+    agree = float(np.mean(np.concatenate([truth[e] == estimated[e] for e in truth])))
+    agree_held = float(np.mean(np.concatenate([truth[e] == estimated[e] for e in held])))
+    print(
+        f"  labels from the estimate agree with labels from true progress on {agree:.1%} of "
+        f"frames ({agree_held:.1%} on the {len(held)} held-out episodes)"
+    )
+    d.record(4, data_dir=est.out_dir.name, agreement=agree, agreement_held_out=agree_held)
+    return f"{est.frames} frames; labels agree with the truth on {agree:.0%}"
+
+
+def awbc_against_bc(d: Demo) -> str:
+    """Stage 3: AWBC (estimated labels) and plain BC, trained alike, scored on the same seeds."""
+    data_dir = d.need(4)["data_dir"]
+    a = d.args
+    print(
+        f"  AWBC (prompts from the estimated labels) and plain BC, {a.policy_steps} steps each "
+        f"on 2 Ray Train workers, then {a.eval_episodes} simulated episodes each on the same seeds"
+    )
+    checkpoints = {}
+    for arm, conditioning in (("awbc", "prompt"), ("bc", "none")):
+        trained = train_policy.run(
+            train_policy.TrainPolicyConfig(
+                dataset=str(d.dataset),
+                data_dir=data_dir,
+                conditioning=conditioning,
+                steps=a.policy_steps,
+                checkpoint_every=a.policy_steps,
+                storage=str(d.runs),
+                name=f"demo-{arm}",
+                seed=a.seed,
+                ray_address=a.ray_address,
+                mlflow=not a.no_mlflow,
+            )
+        )
+        checkpoints[arm] = str(trained.checkpoint)
+        print(
+            f"  {arm}: step {trained.step}, L1 {trained.metrics.get('l1', float('nan')):.3f} "
+            f"({trained.seconds:.0f} s)"
+        )
+    result = eval_policy.run(
+        eval_policy.EvalConfig(
+            checkpoint=checkpoints["bc"],
+            prompt="none",
+            name="bc",
+            compare=[f"{checkpoints['awbc']}#prompt=positive#name=awbc (positive prompt)"],
+            episodes=a.eval_episodes,
+            seed=a.seed,
+            ray_address=a.ray_address,
+            mlflow=not a.no_mlflow,
+        )
+    )
+    for line in eval_policy.summary_lines(result):
+        print(line)
+    rates = {arm.name: arm.summary()["success_rate"] for arm in result.arms}
+    d.record(5, checkpoints=checkpoints, success_rates=rates)
+    return ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items()) + " success"
+
+
+def reward_classifier(d: Demo) -> str:
+    d.need(1)
+    a = d.args
+    print(
+        f"  train ({a.classifier_steps} steps, Ray Train), serve (Ray Serve), score the held-out "
+        "frames over HTTP"
     )
     try:
         scored = reward_classifier_step(
-            dataset,
-            out / "runs",
-            steps=args.classifier_steps,
-            seed=args.seed,
-            ray_address=args.ray_address,
-            mlflow=not args.no_mlflow,
+            d.dataset,
+            d.runs,
+            steps=a.classifier_steps,
+            seed=a.seed,
+            ray_address=a.ray_address,
+            mlflow=not a.no_mlflow,
         )
-    except (DatasetError, ClusterError, TrackingError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:
+        raise DemoError(str(e)) from e
     t = scored["training"]
     print(
         f"  trained in {t.seconds:.0f} s, threshold {t.threshold:.3f} ({t.threshold_rule}); "
@@ -190,53 +292,68 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
         f"  accuracy {m['accuracy']:.2%} (precision {m['precision']:.2%}, recall "
         f"{m['recall']:.2%}; {m['tp'] + m['fn']} success frames)"
     )
-    print(f"Results: {dataset.resolve()}")
+    d.record(6, checkpoint=str(t.checkpoint), threshold=t.threshold, accuracy=m["accuracy"])
+    return f"held-out accuracy {m['accuracy']:.1%} over HTTP"
+
+
+STEPS: list[tuple[str, Callable[[Demo], str]]] = [
+    ("synthesize SO-101 episodes in the simulator", synthesize),
+    ("Stage 0: label from progress (binary, top 30% positive)", label_from_progress),
+    ("Stage 1: train the kai0 advantage estimator (Ray Train)", train_the_estimator),
+    ("Stage 2: estimate every frame (Ray Data), relabel from the estimate", estimate_and_relabel),
+    ("Stage 3: AWBC against plain BC, in the simulator on the same seeds", awbc_against_bc),
+    ("the reward classifier: train (Ray Train), serve (Ray Serve), score", reward_classifier),
+]
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="flywheel-demo", help="output folder (default flywheel-demo)")
+    p.add_argument("--stage", type=int, default=None, help=f"run only this step (1..{len(STEPS)})")
+    p.add_argument("--episodes", type=int, default=40, help="episodes to simulate (default 40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=150, help="estimator training steps (150)")
+    p.add_argument("--policy-steps", type=int, default=300, help="policy training steps (300)")
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per policy (20)")
+    p.add_argument(
+        "--classifier-steps", type=int, default=60, help="reward classifier training steps (60)"
+    )
+    p.add_argument("--ray-address", default=None)
+    p.add_argument("--no-mlflow", action="store_true")
+    args = p.parse_args(argv)
+    if args.stage is not None and not 1 <= args.stage <= len(STEPS):
+        p.error(f"--stage: {args.stage} is not a step (1..{len(STEPS)})")
+    demo = Demo(Path(args.out).resolve(), args)
+    chosen = range(1, len(STEPS) + 1) if args.stage is None else [args.stage]
+    rows = []
+    try:
+        mlflow_uri = None if args.no_mlflow else check_tracking_uri()
+        if args.stage is None and demo.state_path.exists():
+            demo.state_path.unlink()  # a whole demo starts over
+        demo.load()
+        for step in chosen:
+            title, run_step = STEPS[step - 1]
+            print(f"[{step}/{len(STEPS)}] {title}", flush=True)
+            t = time.time()
+            result = run_step(demo)
+            rows.append((step, title, result, time.time() - t))
+    except (DatasetError, ClusterError, TrackingError, DemoError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    print()
+    print(summary_table(rows))
+    print(f"Outputs: {demo.out}")
+    if mlflow_uri:
+        print(f"MLflow runs: {mlflow_uri} (mlflow ui --backend-store-uri {mlflow_uri})")
     return 0
 
 
-def policies(dataset: Path, data_dir: str, storage: Path, args) -> dict[str, float]:
-    """Stage 3: AWBC (estimated labels) and plain BC, trained alike, scored on the same seeds."""
-    print(
-        f"[6/7] Stage 3: training AWBC (prompts from the estimated labels) and plain BC "
-        f"({args.policy_steps} steps each, 2 Ray Train workers), then {args.eval_episodes} "
-        "simulated episodes each on the same seeds"
-    )
-    checkpoints = {}
-    for arm, conditioning in (("awbc", "prompt"), ("bc", "none")):
-        trained = train_policy.run(
-            train_policy.TrainPolicyConfig(
-                dataset=str(dataset),
-                data_dir=data_dir,
-                conditioning=conditioning,
-                steps=args.policy_steps,
-                checkpoint_every=args.policy_steps,
-                storage=str(storage),
-                name=f"demo-{arm}",
-                seed=args.seed,
-                ray_address=args.ray_address,
-                mlflow=not args.no_mlflow,
-            )
-        )
-        checkpoints[arm] = trained.checkpoint
-        print(
-            f"  {arm}: step {trained.step}, L1 {trained.metrics.get('l1', float('nan')):.3f} "
-            f"({trained.seconds:.0f} s)"
-        )
-    result = eval_policy.run(
-        eval_policy.EvalConfig(
-            checkpoint=checkpoints["bc"],
-            prompt="none",
-            name="bc",
-            compare=[f"{checkpoints['awbc']}#prompt=positive#name=awbc (positive prompt)"],
-            episodes=args.eval_episodes,
-            seed=args.seed,
-            ray_address=args.ray_address,
-            mlflow=not args.no_mlflow,
-        )
-    )
-    for line in eval_policy.summary_lines(result):
-        print(line)
-    return {a.name: a.summary()["success_rate"] for a in result.arms}
+def summary_table(rows: list[tuple[int, str, str, float]]) -> str:
+    """One row per step that ran: what it did, its result, its wall time."""
+    lines = ["| step | what | result | time |", "|---|---|---|---|"]
+    lines += [f"| {n} | {title} | {result} | {s:.0f} s |" for n, title, result, s in rows]
+    lines.append(f"| | total | | {sum(r[3] for r in rows):.0f} s |")
+    return "\n".join(lines)
 
 
 def reward_classifier_step(

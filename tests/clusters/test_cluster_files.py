@@ -587,8 +587,28 @@ def test_the_kuberay_folder_has_a_cluster_and_the_jobs():
     entrypoints = [
         doc["spec"]["entrypoint"] for _, doc in kuberay_documents() if doc["kind"] == "RayJob"
     ]
-    for module in ("pipelines.label", "pipelines.train_estimator"):
+    for module in ("pipelines.label", "pipelines.train_estimator", "pipelines.train_policy"):
         assert any(f"-m {module} " in e for e in entrypoints), module
+    assert ("RayService", "flywheel-reward") in kinds
+
+
+def test_the_rayservice_serves_the_reward_config():
+    """The RayService's application is serving/reward.yaml's: same import path, route and
+    arguments (only the checkpoint's path differs, and the runtime environment is added)."""
+    (service,) = [d for _, d in kuberay_documents() if d["kind"] == "RayService"]
+    theirs = yaml.safe_load(service["spec"]["serveConfigV2"])
+    ours = yaml.safe_load((ROOT / "serving" / "reward.yaml").read_text())
+    (app,) = theirs["applications"]
+    (want,) = ours["applications"]
+    assert app["runtime_env"]["working_dir"].startswith("local:///mnt/flywheel/")
+    assert app["args"]["checkpoint"].startswith("/mnt/flywheel/")
+    for key in ("name", "route_prefix", "import_path"):
+        assert app[key] == want[key], key
+    strip = {"checkpoint"}
+    assert {k: v for k, v in app["args"].items() if k not in strip} == {
+        k: v for k, v in want["args"].items() if k not in strip
+    }
+    assert theirs["http_options"] == ours["http_options"]
 
 
 @pytest.mark.parametrize("where, doc", kuberay_documents(), ids=[w for w, _ in kuberay_documents()])

@@ -7,7 +7,7 @@ group and the job drivers Ray started in sessions of their own, found by its tem
 stop` (Ray 2.60 has no option to pick a cluster) would stop every Ray process on the machine,
 the tests' session cluster and any other cluster with them.
 
-The jobs, all through the CLI: synth, then the training job on its dataset, with label and a
+The jobs, all through the CLI: synth, then train-policy on its dataset, with label and a
 job whose output would land in its temporary working directory (refused) beside them. The test
 needs no other Ray cluster (not even the session one). Deselect with `-m "not ray_job_submit"`.
 """
@@ -43,8 +43,8 @@ pytestmark = [
     pytest.mark.skipif(sys.platform != "linux", reason="the teardown reads /proc"),
 ]
 
-# The training job submitted beside label; train-policy replaces it here when it lands.
-TRAIN_JOB = "pipelines.train_estimator {dataset} --workers 1 --cpus-per-worker 1 --steps 4 --batch-size 4 --image-size 32 --checkpoint-every 2 --storage {out}/runs --name job"  # noqa: E501
+# The training job submitted beside label: Stage 3, plain BC on the synthesized dataset.
+TRAIN_JOB = "pipelines.train_policy {dataset} --conditioning none --workers 1 --cpus-per-worker 1 --steps 4 --batch-size 4 --image-size 16 --checkpoint-every 2 --storage {out}/runs --name job"  # noqa: E501
 
 DEADLINE_S = 600  # generous: a loaded 2-core machine runs these jobs many times slower
 
@@ -257,8 +257,8 @@ class JobCLI:
         pytest.fail(f"no logs for job {name}")
 
 
-def test_label_and_training_jobs_through_ray_job_submit(job_cluster, tmp_path):
-    """synth, then the training job on its dataset; label and a refused job beside them."""
+def test_label_and_train_policy_jobs_through_ray_job_submit(job_cluster, tmp_path):
+    """synth, then train-policy (plain BC) on its dataset; label and a refused job beside them."""
     address, env = job_cluster
     out = tmp_path / "out"
     out.mkdir()

@@ -1,0 +1,55 @@
+"""`flywheel demo`'s steps and their bookkeeping (the whole demo is too long for the suite: it
+is run by hand, see README's first command)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines import demo
+
+
+def test_a_step_whose_inputs_are_missing_names_the_step_to_run_first(tmp_path, capsys):
+    code = demo.main(["--out", str(tmp_path / "d"), "--stage", "3", "--no-mlflow"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "step 2" in err and "--stage 2" in err and "demo.json" in err
+
+
+def test_a_step_out_of_range_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        demo.main(["--out", str(tmp_path), "--stage", str(len(demo.STEPS) + 1)])
+    assert e.value.code == 2
+    assert "--stage" in capsys.readouterr().err
+
+
+def test_a_corrupt_state_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "demo.json").write_text("{not json")
+    assert demo.main(["--out", str(tmp_path), "--stage", "2", "--no-mlflow"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "demo.json" in err and "not JSON" in err
+
+
+def test_steps_record_what_later_steps_need(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    d = demo.Demo(tmp_path, argparse.Namespace())
+    d.record(1, frames=np.int64(7), rates={"bc": np.float32(0.5)})
+    again = demo.Demo(tmp_path, argparse.Namespace())
+    again.load()
+    assert again.need(1) == {"frames": 7, "rates": {"bc": 0.5}}
+    assert json.loads((tmp_path / "demo.json").read_text())["1"]["frames"] == 7
+    with pytest.raises(demo.DemoError, match="--stage 2"):
+        again.need(2)
+
+
+def test_the_summary_table_has_a_row_per_step_and_a_total():
+    table = demo.summary_table([(1, "synthesize", "4 episodes", 3.2), (2, "label", "30 %", 1.0)])
+    lines = table.splitlines()
+    assert lines[0].startswith("| step |") and len(lines) == 5
+    assert lines[2] == "| 1 | synthesize | 4 episodes | 3 s |"
+    assert lines[-1] == "| | total | | 4 s |"
