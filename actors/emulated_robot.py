@@ -103,6 +103,7 @@ class EmulatedSO101:
         self.leader.start()
         self._stop = threading.Event()
         self._hand: threading.Thread | None = None
+        self._operator = None
         if hand is not None:
             self.start_hand(hand, hand_hz, seed)
 
@@ -141,6 +142,8 @@ class EmulatedSO101:
             joints = self.world.joints.copy()
             self.world.reset(seed=seed)
             self.world.set_joints(joints)
+            if self._operator is not None:
+                self._operator.reset(seed)
 
     # ------------------------------------------------------------------ the simulated hand
 
@@ -172,6 +175,54 @@ class EmulatedSO101:
 
         self._hand = threading.Thread(target=move, name="simulated-hand", daemon=True)
         self._hand.start()
+
+    def start_operator(self, seed: int = 0, hz: float = 10.0, grab_deg: float = 12.0) -> None:
+        """A simulated HIL-SERL operator's hand on the leader (`actors.sim.controllers.Operator`).
+
+        It watches what the follower does to the world at `hz`; when the policy drifts it takes
+        hold of the leader (pushes it `grab_deg` on wrist_roll, beyond `LeaderArm`'s grab
+        threshold, until the leader's torque goes off) and moves it as the expert would, until
+        it hands back; then it lets go (the leader stays still, which ends the intervention).
+        """
+        from actors.sim.controllers import Operator
+
+        if self._hand is not None:
+            raise RuntimeError("the hand is already moving the leader")
+        self._operator = Operator(self.env, lambda obs, info: None, seed=seed)
+        operator = self._operator
+        substeps = 5
+        max_move = 180.0 / (hz * substeps)
+        low, high = kin.JOINT_LIMITS_LOW[4], kin.JOINT_LIMITS_HIGH[4]
+
+        def move() -> None:
+            target, tick = None, 0
+            while not self._stop.wait(1.0 / (hz * substeps)):
+                if tick % substeps == 0:
+                    with self._lock:
+                        action, active = operator(None, {"progress": self.world.progress()})
+                    target = np.asarray(action, dtype=np.float64) if active else None
+                tick += 1
+                if target is None:
+                    continue
+                now = self.leader_joints()
+                goal = target.copy()
+                if self.leader.torque_enabled(IDS[0]):  # still held by its motors: grab it
+                    roll = now[4] + grab_deg
+                    goal[4] = roll if roll <= high else max(now[4] - grab_deg, low)
+                    self.move_leader(goal)
+                    continue
+                step = np.clip(goal - now, -max_move, max_move)
+                step[5] = goal[5] - now[5]
+                self.move_leader(now + step)
+
+        self._hand = threading.Thread(target=move, name="simulated-operator", daemon=True)
+        self._hand.start()
+
+    def operator_state(self) -> dict:
+        op = self._operator
+        if op is None:
+            return {}
+        return {"active": op.active, "takeovers": op.takeovers, "steps": op.steps}
 
     def close(self) -> None:
         self._stop.set()

@@ -12,6 +12,7 @@ COMMANDS = {
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
+    "hilserl": ("pipelines.hilserl", "HIL-SERL on Ray: collectors, one learner, a Q monitor"),
     "train-classifier": ("pipelines.train_classifier", "train the reward classifier (Ray Train)"),
     "serve-reward": ("serving.reward", "serve the reward classifier (Ray Serve, HTTP + handle)"),
     "train-policy": ("pipelines.train_policy", "Stage 3: train an AWBC/BC policy"),

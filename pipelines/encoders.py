@@ -19,6 +19,9 @@ parameter goes without a gradient (DDP requires that).
                    classifier and SAC encoder): a 7x7 stride-2 stem and max-pool, then one basic
                    residual block per stage, 64-128-256-512 channels; 4.9 M parameters, for GPU
                    serving. Trained from scratch here: no weights are downloaded.
+    spatial_softmax convolutions, then a soft-argmax per keypoint map (image coordinates)
+    drqv2          DrQ-v2's encoder (x - 0.5, four 3x3 convolutions, 32 channels, no pooling):
+                   the HIL-SERL agent's trainable encoder, flattened as DrQ-v2 does
 """
 
 from __future__ import annotations
@@ -113,6 +116,45 @@ class ResNetSmall(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class _DrQV2Trunk(nn.Module):
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=1),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x - 0.5)
+
+
+@register_encoder("drqv2")
+class DrQV2Encoder(nn.Module):
+    """DrQ-v2's encoder: x - 0.5, a 3x3 stride-2 convolution, three 3x3 stride-1, 32 channels,
+    ReLU, no padding. `trunk()` is the convolutions (B x 32 x h x w, h = (size - 3) // 2 - 5):
+    the HIL-SERL agent flattens it, as DrQ-v2 does; `forward` adds a linear layer to `out_dim`
+    for the registry's contract. `in_channels` is 3 x the frames stacked."""
+
+    def __init__(self, out_dim: int = 50, in_channels: int = 3, image_size: int = 64, width=32):
+        super().__init__()
+        self.trunk_channels = width
+        self.body = _DrQV2Trunk(in_channels, width)
+        side = (image_size - 3) // 2 + 1 - 6
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * side * side, out_dim))
+
+    def trunk(self) -> nn.Module:
+        return self.body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
 
 
 @register_encoder("small_convnet")

@@ -1,7 +1,8 @@
 """`flywheel eval-policy CHECKPOINT`: success rates in the simulator on paired seeds.
 
-`CHECKPOINT` is a policy checkpoint (or any kind registered with
-`pipelines.policy.evaluate.register_loader`) or `controller:<name>`; `--compare` adds arms,
+`CHECKPOINT` is a policy checkpoint, a HIL-SERL checkpoint (`flywheel hilserl`'s actor; its
+loader is `pipelines.rl.eval_loader`), any other kind registered with
+`pipelines.policy.evaluate.register_loader`, or `controller:<name>`; `--compare` adds arms,
 each `SOURCE[#prompt=P][#cfg=B][#steps=N][#name=X]`, evaluated on the same seeds and compared
 with the first. The design is in `pipelines.policy.evaluate`; this module parses the flags.
 
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError
 from pipelines.policy.evaluate import EvalConfig, run, summary_lines
+from pipelines.rl import eval_loader  # noqa: F401  (registers the `hilserl` checkpoint kind)
 from pipelines.tracking import TrackingError
 
 

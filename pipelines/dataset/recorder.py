@@ -58,9 +58,11 @@ class EpisodeRecorder:
         data_type: str = "demo",
         version: str | None = None,
         vcodec: str | None = None,
+        action_names: Sequence[str] | None = None,
     ):
         """`version`: the layout of a new dataset (default v2.1); an existing dataset keeps its
-        own, and asking for another is an error."""
+        own, and asking for another is an error. `action_names`: the action's components when
+        they are not the joints' targets (e.g. end-effector deltas dx, dy, dz, gripper)."""
         self.root = Path(root)
         self.fps = fps
         self.task = task
@@ -68,6 +70,8 @@ class EpisodeRecorder:
         self.data_type = data_type
         names = [f"{j}.pos" for j in joint_names]
         self._vector = {"dtype": "float32", "shape": [len(names)], "names": names}
+        action = names if action_names is None else list(action_names)
+        self._action = {"dtype": "float32", "shape": [len(action)], "names": action}
         self._episodes: list[dict] = []
         self._stats: dict[int, dict] = {}
         self._tasks: dict[int, str] = {}
@@ -209,7 +213,7 @@ class EpisodeRecorder:
                 "data_type": np.where(interv, "intervention", self.data_type).astype(object),
                 "complementary_info.is_intervention": interv,
             },
-            {"observation.state": self._vector, "action": self._vector},
+            {"observation.state": self._vector, "action": self._action},
         )
         for writer in self._videos.values():
             writer.close()
@@ -220,7 +224,8 @@ class EpisodeRecorder:
                 k: video_feature(h, w, self.fps, self.vcodec) for k, (h, w) in self.cameras.items()
             }
             features = features_of(table, videos)
-            features["observation.state"] = features["action"] = dict(self._vector)
+            features["observation.state"] = dict(self._vector)
+            features["action"] = dict(self._action)
             make_info = new_info_v30 if self.version == V30 else new_info
             self.info = make_info(
                 fps=self.fps,
