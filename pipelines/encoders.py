@@ -47,7 +47,16 @@ def register_encoder(name: str):
 def trunk_of(name: str) -> tuple[nn.Module, int]:
     """(a new encoder `name`'s trunk, its output channels): images to a spatial feature map."""
     encoder = ENCODERS[name](1)
+    if not hasattr(encoder, "trunk"):
+        raise ValueError(
+            f"encoder {name!r} has no spatial feature map: one of {spatial_encoders()}"
+        )
     return encoder.trunk(), encoder.trunk_channels
+
+
+def spatial_encoders() -> list[str]:
+    """The registered encoders whose trunk gives a spatial feature map (trunk_of works)."""
+    return sorted(n for n, cls in ENCODERS.items() if hasattr(cls, "trunk"))
 
 
 class _Residual(nn.Module):

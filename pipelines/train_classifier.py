@@ -21,7 +21,7 @@ from pipelines.classifier.labels import success_csv_path
 from pipelines.classifier.train import TrainConfig, run
 from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError
-from pipelines.encoders import ENCODERS
+from pipelines.encoders import spatial_encoders
 from pipelines.tracking import TrackingError
 from pipelines.training import dataset_error
 
@@ -39,7 +39,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--encoder",
         default="small_convnet",
-        choices=sorted(ENCODERS),
+        choices=spatial_encoders(),
         help="image encoder (default small_convnet: fast on CPUs; resnet10 for GPUs)",
     )
     p.add_argument("--workers", type=int, default=2, help="DDP workers (default 2)")

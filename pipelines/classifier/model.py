@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.encoders import ENCODERS, trunk_of
+from pipelines.encoders import spatial_encoders, trunk_of
 from pipelines.estimator_data import resize
 
 KIND = "classifier"
@@ -51,8 +51,8 @@ class ClassifierConfig:
     dropout: float = 0.1
 
     def __post_init__(self):
-        if self.encoder not in ENCODERS:
-            raise ValueError(f"encoder {self.encoder!r}: one of {sorted(ENCODERS)}")
+        if self.encoder not in spatial_encoders():
+            raise ValueError(f"encoder {self.encoder!r}: one of {spatial_encoders()}")
         if not self.cameras:
             raise ValueError("a classifier needs at least one camera")
 

@@ -298,3 +298,15 @@ def test_load_frames_drops_the_reset_frames(tiny):
     assert frames.labels.tolist() == [0, 0] + [1] * (n - 5)
     first = next(iter(ds.iter_camera_frames(0, CAMS[1])))
     assert np.array_equal(frames.images[0, 1], first)
+
+
+def test_an_encoder_without_a_feature_map_is_refused_in_one_line():
+    from pipelines.classifier.model import ClassifierConfig
+    from pipelines.encoders import ENCODERS, spatial_encoders, trunk_of
+
+    pooled = sorted(set(ENCODERS) - set(spatial_encoders()))
+    assert pooled  # the registry has one (spatial_softmax: keypoints, not a feature map)
+    with pytest.raises(ValueError, match="has no spatial feature map"):
+        trunk_of(pooled[0])
+    with pytest.raises(ValueError, match=r"encoder 'spatial_softmax': one of \['drqv2'"):
+        ClassifierConfig(encoder="spatial_softmax", cameras=["observation.images.front"])
