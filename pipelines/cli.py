@@ -8,7 +8,7 @@ import sys
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
-    "synth": ("pipelines.synth", "simulated SO-101 episodes as a LeRobot v2.1 dataset"),
+    "synth": ("pipelines.synth", "simulated SO-101 episodes as a LeRobot v2.1/v3.0 dataset"),
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
