@@ -35,8 +35,8 @@ from pipelines.training import (
     dataset_error,
     fit,
     learning_rate,
-    load_state,
     read_meta,
+    resume_in_worker,
     write_checkpoint,
 )
 
@@ -221,10 +221,8 @@ def train_loop(config: dict) -> None:
     plain = model.module if hasattr(model, "module") else model
     opt = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = load_state(d)
+    _, state = resume_in_worker()
+    if state:
         plain.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])

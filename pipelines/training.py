@@ -73,6 +73,31 @@ def load_state(path: str | os.PathLike, device="cpu") -> dict:
     return torch.load(Path(path) / CHECKPOINT_STATE, map_location=device)
 
 
+def resume_in_worker(device="cpu"):
+    """Inside a Ray Train worker: (this run's latest checkpoint, its saved state), or
+    (None, None) on a fresh run. Every training loop resumes through this."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if not checkpoint:
+        return None, None
+    with checkpoint.as_directory() as d:
+        return checkpoint, load_state(d, device)
+
+
+def report_if_finished(start: int, steps: int, checkpoint, rank: int) -> bool:
+    """A finished run started again (`start >= steps`): report its state unchanged, with its
+    checkpoint from rank 0, and say so (the loop then has nothing to train)."""
+    if start < steps:
+        return False
+    import ray.train
+
+    ray.train.report(
+        {"step": start, "resumed_from": start}, checkpoint=checkpoint if rank == 0 else None
+    )
+    return True
+
+
 def latest_checkpoint(run_dir: str | os.PathLike, kind: str) -> Path | None:
     """The run's checkpoint with the most steps (the one a rerun resumes from), if any."""
     best, best_step = None, -1

@@ -46,8 +46,9 @@ from pipelines.training import (
     check_resume,
     fit,
     learning_rate,
-    load_state,
     read_meta,
+    report_if_finished,
+    resume_in_worker,
     write_checkpoint,
 )
 
@@ -212,18 +213,13 @@ def train_loop(config: dict) -> None:
     )
     steps = config["steps"]
     start = 0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = load_state(d, device)
+    checkpoint, state = resume_in_worker(device)
+    if state:
         plain.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
 
-    if start >= steps:  # a finished run started again: nothing to train, hand back its state
-        ray.train.report(
-            {"step": start, "resumed_from": start}, checkpoint=checkpoint if rank == 0 else None
-        )
+    if report_if_finished(start, steps, checkpoint, rank):
         return
 
     mlflow = None

@@ -54,9 +54,10 @@ from pipelines.training import (
     check_resume,
     fit,
     learning_rate,
-    load_state,
     meta_name,
     read_meta,
+    report_if_finished,
+    resume_in_worker,
     write_checkpoint,
 )
 
@@ -563,18 +564,13 @@ def train_loop(config: dict) -> None:
     learner = Learner(module, plain, lcfg, config["lr"])
     steps = config["steps"]
     start, cpu_before = 0, 0.0
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        with checkpoint.as_directory() as d:
-            state = load_state(d, device)
+    checkpoint, state = resume_in_worker(device)
+    if state:
         learner.load_state_dict(state)
         start = int(state["step"])
         cpu_before = float(state.get("cpu_seconds", 0.0))
 
-    if start >= steps:  # a finished run started again: nothing to train, hand back its state
-        ray.train.report(
-            {"step": start, "resumed_from": start}, checkpoint=checkpoint if rank == 0 else None
-        )
+    if report_if_finished(start, steps, checkpoint, rank):
         return
 
     mlflow = None
