@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import ClusterError, check_job_output
+from pipelines.cluster import check_job_output
 from pipelines.dataset import (
     V30,
     DatasetError,
@@ -48,6 +48,7 @@ from pipelines.dataset import (
     write_parquet,
 )
 from pipelines.estimator_data import lookahead, resize
+from pipelines.training import job_error
 
 
 @dataclass
@@ -352,13 +353,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel estimate") -> 
     cfg = EstimateConfig(**vars(args))
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        from pipelines.training import dataset_error
-
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

@@ -65,6 +65,7 @@ from pathlib import Path
 from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import DatasetError, atomic_write_json, atomic_write_text
 from pipelines.tracking import TrackingError
+from pipelines.training import job_error
 
 # --------------------------------------------------------------------------- search spaces
 
@@ -1084,13 +1085,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel sweep") -> int
     try:
         cfg = config_from_args(args)
         result = run(cfg)
-    except (DatasetError, ClusterError, TrackingError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a failure inside a trial's Train workers: name it in one line
-        from pipelines.training import dataset_error
-
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

@@ -19,11 +19,8 @@ from collections.abc import Sequence
 
 from pipelines.classifier.labels import success_csv_path
 from pipelines.classifier.train import TrainConfig, run
-from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError
 from pipelines.encoders import spatial_encoders
-from pipelines.tracking import TrackingError
-from pipelines.training import dataset_error
+from pipelines.training import job_error
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -81,11 +78,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-classifi
     )
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError, TrackingError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a failure inside the workers: name it in one line
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

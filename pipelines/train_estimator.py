@@ -31,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cluster import ClusterError, check_job_output
+from pipelines.cluster import check_job_output
 from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
 from pipelines.estimator_model import VARIANTS, EstimatorConfig
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.tracking import check_tracking_uri
 from pipelines.training import (
     check_resume,
-    dataset_error,
     fit,
+    job_error,
     learning_rate,
     load_state,
     meta_name,
@@ -407,11 +407,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
     )
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError, TrackingError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a failure inside the workers: name it in one line
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

@@ -15,8 +15,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipelines.cluster import ClusterError
-from pipelines.dataset import DatasetError
 from pipelines.policy.data import DEFAULT_DATA_TYPE_WEIGHTS
 from pipelines.policy.model import ACTION_FRAMES
 from pipelines.policy.train import (
@@ -27,8 +25,7 @@ from pipelines.policy.train import (
     run,
 )
 from pipelines.policy.weighting import WEIGHTINGS
-from pipelines.tracking import TrackingError
-from pipelines.training import dataset_error
+from pipelines.training import job_error
 
 D = TrainPolicyConfig("")
 
@@ -168,11 +165,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-policy")
     )
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError, TrackingError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # a failure inside the workers: name it in one line
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset, read_columns
 from pipelines.selector_model import KIND, ApprovalConfig, normalization_stats
 from pipelines.training import (
     check_resume,
-    dataset_error,
     fit,
+    job_error,
     learning_rate,
     read_meta,
     resume_in_worker,
@@ -326,11 +325,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-selector
     cfg = TrainSelectorConfig(**vars(args))
     try:
         result = run(cfg)
-    except (DatasetError, ClusterError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        cause = dataset_error(e)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
         if cause is None:
             raise
         print(f"{prog}: error: {cause}", file=sys.stderr)

@@ -198,6 +198,18 @@ def fit(
     return trainer.fit()
 
 
+def job_error(e: BaseException) -> Exception | None:
+    """What a job's CLI reports in one line (exit code 2) for an exception from its `run()`:
+    the user's mistake (a dataset, a cluster address, a tracking URI), raised in the driver or
+    inside Ray Train's workers; None for anything else, which the CLI lets through."""
+    from pipelines.cluster import ClusterError
+    from pipelines.tracking import TrackingError
+
+    if isinstance(e, (DatasetError, ClusterError, TrackingError)):
+        return e
+    return dataset_error(e)
+
+
 def dataset_error(e: BaseException) -> DatasetError | None:
     """The DatasetError behind an exception, looking inside Ray Train's worker failures."""
     seen = set()
