@@ -30,11 +30,13 @@ rates, the mean steps to success, McNemar's exact p-value against BC on the pair
 workers of `time.process_time()`, decoding included). Writes
 benchmarks/results/policy_quality.json and prints a Markdown table.
 
-Resumable: finished runs, estimates and evaluations in `--work` are reused, so the same command
-continues an interrupted bar.
+Resumable: finished runs, estimates and evaluations (per arm) in `--work` are reused, so the
+same command continues an interrupted bar. `--arms bc,awbc,...` runs a subset for every training
+seed; an arm evaluated for fewer training seeds than the others is pooled over the seeds it has
+(the table's per-seed column says which).
 
     python benchmarks/policy_quality.py [--work DIR] [--episodes 200] [--training-seeds 0,1]
-        [--eval-episodes 100] [--eval-seed 0] [--steps N (default: train-policy's)]
+        [--eval-episodes 100] [--eval-seed 0] [--steps N (default: train-policy's)] [--arms LIST]
 """
 
 from __future__ import annotations
@@ -166,17 +168,29 @@ def train_arm(work: Path, arm: str, options: dict, seed: int, steps: int | None)
     }
 
 
-def evaluate_seed(work: Path, runs: dict, seed: int, episodes: int, eval_seed: int) -> dict:
+def evaluate_seed(
+    work: Path, runs: dict, seed: int, episodes: int, eval_seed: int, names: list[str]
+) -> dict:
+    """Evaluate the arms `names` of one training seed; arms already in the cache are reused.
+
+    The cache `eval-seed<seed>.json` holds one evaluate report per training seed; arms added
+    later are evaluated on the same evaluation seeds, so every comparison stays paired.
+    """
     path = work / f"eval-seed{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    cached = json.loads(path.read_text()) if path.exists() else {"arms": []}
+    have = {a["name"] for a in cached["arms"]}
+    missing = [n for n in names if n not in have]
+    if not missing:
+        return cached
     specs = []
-    for name, (arm, prompt, beta) in EVALUATED.items():
+    for name in missing:
+        arm, prompt, beta = EVALUATED[name]
         if arm is None:
             specs.append(f"controller:expert#name={name}")
         else:
             specs.append(f"{runs[arm]['checkpoint']}#prompt={prompt}#cfg={beta}#name={name}")
     first_source, first_opts = evaluate.parse_arm(specs[0])
+    part = work / f"eval-seed{seed}.part.json"
     cfg = evaluate.EvalConfig(
         checkpoint=first_source,
         prompt=first_opts.prompt,
@@ -185,15 +199,23 @@ def evaluate_seed(work: Path, runs: dict, seed: int, episodes: int, eval_seed: i
         compare=specs[1:],
         episodes=episodes,
         seed=eval_seed,
-        report=str(path),
+        report=str(part),
         mlflow=False,
     )
     t = time.time()
     result = evaluate.run(cfg)
-    log(f"  evaluated training seed {seed} in {time.time() - t:.0f} s")
+    log(f"  evaluated {', '.join(missing)} of training seed {seed} in {time.time() - t:.0f} s")
     for line in evaluate.summary_lines(result):
         log(line)
-    return result.report
+    report = result.report
+    if cached["arms"]:
+        assert cached["seeds"] == report["seeds"], "cached evaluation used other seeds"
+        report = {**report, "arms": cached["arms"] + report["arms"], "comparisons": None}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(path)
+    part.unlink(missing_ok=True)
+    return report
 
 
 def aggregate(reports: dict[int, dict], runs: dict[int, dict]) -> dict:
@@ -201,10 +223,13 @@ def aggregate(reports: dict[int, dict], runs: dict[int, dict]) -> dict:
     by_seed = {s: {a["name"]: a for a in rep["arms"]} for s, rep in reports.items()}
     seeds = sorted(reports)
     for name, (arm, prompt, beta) in EVALUATED.items():
-        outcomes = [o for s in seeds for o in by_seed[s][name]["success"]]
+        arm_seeds = [s for s in seeds if name in by_seed[s]]
+        if not arm_seeds:
+            continue
+        outcomes = [o for s in arm_seeds for o in by_seed[s][name]["success"]]
         steps = [
             st
-            for s in seeds
+            for s in arm_seeds
             for st, ok in zip(by_seed[s][name]["steps"], by_seed[s][name]["success"], strict=True)
             if ok
         ]
@@ -217,16 +242,15 @@ def aggregate(reports: dict[int, dict], runs: dict[int, dict]) -> dict:
             "successes": k,
             "success_rate": k / n,
             "ci95": list(wilson_interval(k, n)),
-            "per_training_seed": {str(s): by_seed[s][name]["success_rate"] for s in seeds},
+            "per_training_seed": {str(s): by_seed[s][name]["success_rate"] for s in arm_seeds},
             "mean_steps_to_success": float(np.mean(steps)) if steps else None,
         }
         if arm is not None:
-            cpu = [runs[s][arm]["cpu_seconds"] for s in seeds]
             entry["train_cpu_minutes"] = {
-                str(s): round(c / 60, 2) for s, c in zip(seeds, cpu, strict=True)
+                str(s): round(runs[s][arm]["cpu_seconds"] / 60, 2) for s in arm_seeds
             }
         if name != "bc":
-            base = [o for s in seeds for o in by_seed[s]["bc"]["success"]]
+            base = [o for s in arm_seeds for o in by_seed[s]["bc"]["success"]]
             c = paired_counts(base, outcomes)
             entry["vs_bc"] = {
                 "difference_points": round(100 * (k - sum(base)) / n, 1),
@@ -236,7 +260,7 @@ def aggregate(reports: dict[int, dict], runs: dict[int, dict]) -> dict:
             }
         arms[name] = entry
     pos = [o for s in seeds for o in by_seed[s]["awbc_positive"]["success"]]
-    neg = [o for s in seeds for o in by_seed[s]["awbc_negative"]["success"]]
+    neg = [o for s in seeds for o in by_seed[s]["awbc_negative"]["success"]]  # same seeds
     c = paired_counts(neg, pos)
     arms["awbc_positive"]["vs_awbc_negative"] = {
         "difference_points": round(100 * (sum(pos) - sum(neg)) / len(pos), 1),
@@ -253,7 +277,7 @@ def table(arms: dict) -> str:
     ]
     for name, a in arms.items():
         lo, hi = a["ci95"]
-        seeds = ", ".join(f"{100 * v:.0f} %" for v in a["per_training_seed"].values())
+        seeds = ", ".join(f"{s}: {100 * v:.0f} %" for s, v in a["per_training_seed"].items())
         vs = a.get("vs_bc")
         vs_text = f"{vs['difference_points']:+.1f} (p = {vs['mcnemar_p']:.2g})" if vs else "-"
         steps = a["mean_steps_to_success"]
@@ -302,6 +326,12 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=100)
     p.add_argument("--eval-seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="default: train-policy's default")
+    p.add_argument(
+        "--arms",
+        default=",".join(trained_arms("")),
+        help="trained arms to run for every training seed (bc and awbc always); an arm run "
+        "for fewer seeds is pooled over the seeds it has",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy_quality.json"))
     args = p.parse_args()
     work = Path(args.work)
@@ -314,13 +344,27 @@ def main() -> None:
     seeds = [int(s) for s in args.training_seeds.split(",")]
     runs: dict[int, dict] = {}
     reports: dict[int, dict] = {}
+    wanted = {"bc", "awbc", *args.arms.split(",")}
+    unknown = wanted - set(trained_arms(est_dir))
+    if unknown:
+        p.error(f"--arms: unknown arm(s) {', '.join(sorted(unknown))}")
     for seed in seeds:
         log(f"training seed {seed}")
         runs[seed] = {
             arm: train_arm(work, arm, opts, seed, args.steps)
             for arm, opts in trained_arms(est_dir).items()
+            if arm in wanted
         }
-        reports[seed] = evaluate_seed(work, runs[seed], seed, args.eval_episodes, args.eval_seed)
+        names = [n for n, (arm, _, _) in EVALUATED.items() if arm is None or arm in wanted]
+        reports[seed] = evaluate_seed(
+            work, runs[seed], seed, args.eval_episodes, args.eval_seed, names
+        )
+    # a seed's cached evaluations of arms not asked for this time still count
+    for seed in seeds:
+        for a in reports[seed]["arms"]:
+            arm = EVALUATED[a["name"]][0]
+            if arm is not None and arm not in runs[seed]:
+                runs[seed][arm] = train_arm(work, arm, trained_arms(est_dir)[arm], seed, args.steps)
     arms = aggregate(reports, runs)
     defaults = train.TrainPolicyConfig("")
     result = {
