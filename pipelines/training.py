@@ -112,17 +112,24 @@ def latest_checkpoint(run_dir: str | os.PathLike, kind: str) -> Path | None:
 
 
 def check_resume(
-    run_dir: str | os.PathLike, kind: str, wanted: dict, run_name: str, key: str = "model"
+    run_dir: str | os.PathLike,
+    kind: str,
+    wanted: dict,
+    run_name: str,
+    key: str = "model",
+    defaults: dict | None = None,
 ) -> dict | None:
     """The latest checkpoint's config if the run exists; a DatasetError if it is another model.
 
-    `wanted` is this command's `meta[key]`; every entry that differs is named.
+    `wanted` is this command's `meta[key]`; every entry that differs is named. `defaults`: the
+    values of options added after a checkpoint was written (it lacks them): such a checkpoint
+    trained as their default, so it resumes when this command keeps the default.
     """
     previous = latest_checkpoint(run_dir, kind)
     if previous is None:
         return None
     meta = read_meta(previous, kind)
-    have = meta.get(key, {})
+    have = {**(defaults or {}), **meta.get(key, {})}
     differ = [
         f"{k} {have.get(k)!r} (this command: {v!r})" for k, v in wanted.items() if have.get(k) != v
     ]

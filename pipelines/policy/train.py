@@ -725,7 +725,8 @@ def run(cfg: TrainPolicyConfig, callbacks: list | None = None) -> TrainPolicyRes
     run_dir = Path(cfg.storage) / cfg.run_name
     # the run exists: it resumes, so it must be the same model and recipe
     check_resume(run_dir, KIND, meta["model"], cfg.run_name)
-    previous = check_resume(run_dir, KIND, meta["recipe"], cfg.run_name, key="recipe")
+    defaults = TrainPolicyConfig("").recipe  # a run from before an option existed trained so
+    previous = check_resume(run_dir, KIND, meta["recipe"], cfg.run_name, "recipe", defaults)
     if previous is not None and previous["step"] >= cfg.steps:  # finished: nothing to train
         metrics = {**previous["metrics"], "resumed_from": previous["step"]}
         return TrainPolicyResult(previous["path"], previous["step"], metrics, time.time() - t0)

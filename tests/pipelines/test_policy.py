@@ -572,3 +572,24 @@ def test_reads_a_v30_dataset_written_by_lerobot():
     assert store.images.shape == (135, 1, 16, 16, 3) and store.images.std() > 0  # decoded frames
     with pytest.raises(DatasetError, match="needs advantage labels"):
         train.validate(train.TrainPolicyConfig(str(root), image_size=16))
+
+
+def test_a_run_from_before_an_option_existed_resumes_only_at_its_default(tmp_path):
+    import json
+
+    from pipelines.policy.train import KIND, TrainPolicyConfig
+    from pipelines.training import check_resume
+
+    recipe = TrainPolicyConfig("").recipe
+    old = {k: v for k, v in recipe.items() if k != "importance_weights"}  # written before it
+    ckpt = tmp_path / "run" / "checkpoint_1"
+    ckpt.mkdir(parents=True)
+    (ckpt / f"{KIND}.json").write_text(json.dumps({"kind": KIND, "step": 5, "recipe": old}))
+    found = check_resume(tmp_path / "run", KIND, recipe, "run", "recipe", recipe)
+    assert found["step"] == 5
+    with pytest.raises(DatasetError, match="importance_weights False .this command: True"):
+        check_resume(
+            tmp_path / "run", KIND, {**recipe, "importance_weights": True}, "run", "recipe", recipe
+        )
+    with pytest.raises(DatasetError, match="importance_weights None"):
+        check_resume(tmp_path / "run", KIND, recipe, "run", "recipe")  # without the defaults
