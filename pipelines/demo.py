@@ -12,7 +12,16 @@
    same seeds (`flywheel eval-policy`);
 6. the reward classifier: trained on the episodes' success frames (`flywheel train-classifier`,
    Ray Train), served (`flywheel serve-reward`, Ray Serve) and asked over HTTP about every frame
-   of the held-out test episodes, by four robots at once.
+   of the held-out test episodes, by four robots at once;
+7. HIL-SERL (`flywheel hilserl`) for a short run in the simulator: the served classifier decides
+   the rewards and the episode ends, the simulated operator takes over when the policy drifts,
+   the classifier's image encoder (frozen) feeds the actor and critic; the intervention rate of
+   the first episodes against the last shows the operator being needed less;
+8. a 3-trial Ray Tune sweep (`flywheel sweep reward-threshold`) over the classifier's decision
+   threshold on the held-out frames: its table and metric-against-parameter plot.
+
+Everything runs at 64 x 64 pixels (synth's frames, every model's input), HIL-SERL's image size
+on CPUs, so the whole flywheel turns on a laptop.
 
 Each step is a function of the demo's folder (`--out`): what a step makes (datasets, checkpoints,
 figures) lives there, and what later steps need of it is recorded in `demo.json` (written
@@ -43,6 +52,8 @@ from pipelines.policy import train as train_policy
 from pipelines.tracking import TrackingError, check_tracking_uri
 
 AFTER_SUCCESS = 10  # frames recorded after each success: what the reward classifier learns
+IMAGE_SIZE = 64  # synth's frames and every model's input
+SWEEP_THRESHOLDS = [0.3, 0.5, 0.7]
 
 
 class DemoError(Exception):
@@ -125,6 +136,7 @@ def synthesize(d: Demo) -> str:
             episodes=a.episodes,
             seed=a.seed,
             steps_after_success=AFTER_SUCCESS,
+            image_size=IMAGE_SIZE,
             ray_address=a.ray_address,
         )
     )
@@ -161,6 +173,7 @@ def train_the_estimator(d: Demo) -> str:
             workers=2,
             steps=a.steps,
             batch_size=16,
+            image_size=IMAGE_SIZE,
             checkpoint_every=max(1, a.steps // 3),
             storage=str(d.runs),
             name="demo-estimator",
@@ -296,6 +309,121 @@ def reward_classifier(d: Demo) -> str:
     return f"held-out accuracy {m['accuracy']:.1%} over HTTP"
 
 
+def hilserl_with_served_reward(d: Demo) -> str:
+    """HIL-SERL with the step-6 classifier served as the reward, the simulated operator on."""
+    clf = d.need(6)
+    a = d.args
+    from ray import serve
+
+    from pipelines import hilserl
+    from serving.reward import ServeConfig, serve_reward
+
+    print(
+        f"  {a.hilserl_steps} env steps in the simulator, 1 collector, the simulated operator; "
+        "reward and episode ends from the served classifier (Ray Serve, through its handle); "
+        "the classifier's image encoder frozen under the actor and critic"
+    )
+    serve_reward(
+        ServeConfig(
+            checkpoint=clf["checkpoint"],
+            port=free_port(),
+            cpus_per_replica=0,
+            threads=1,
+            ray_address=a.ray_address,
+        )
+    )
+    try:
+        result = hilserl.run(
+            hilserl.HilserlConfig(
+                encoder=f"frozen:{clf['checkpoint']}",
+                reward="classifier",
+                steps=a.hilserl_steps,
+                checkpoint_every=a.hilserl_steps,
+                name="demo-hilserl",
+                storage=str(d.runs),
+                seed=a.seed,
+                ray_address=a.ray_address,
+                mlflow=not a.no_mlflow,
+            )
+        )
+    finally:
+        serve.shutdown()
+    episodes = result.history.get("episodes", [])
+    if len(episodes) < 2:
+        raise DemoError(f"{result.run_dir}: HIL-SERL ran {len(episodes)} episode(s); rerun step 7")
+    first, last = intervention_rates(episodes)
+    n = window(len(episodes))
+    successes = sum(bool(e["success"]) for e in episodes[-n:])
+    print(
+        f"  {len(episodes)} episodes: intervention rate {first:.0%} over the first {n}, "
+        f"{last:.0%} over the last {n} ({successes}/{n} of those succeeded, operator included)"
+    )
+    print(f"  checkpoint {result.checkpoint}; learning curves in {result.run_dir}")
+    d.record(
+        7,
+        checkpoint=str(result.checkpoint),
+        episodes=len(episodes),
+        intervention_first=first,
+        intervention_last=last,
+    )
+    return f"interventions {first:.0%} -> {last:.0%} ({len(episodes)} episodes)"
+
+
+def window(episodes: int) -> int:
+    """Episodes at each end over which the intervention rate is compared (10, fewer if short)."""
+    return max(1, min(10, episodes // 3))
+
+
+def intervention_rates(episodes: list[dict]) -> tuple[float, float]:
+    """Intervened steps / steps over the first and the last `window` episodes."""
+    n = window(len(episodes))
+
+    def rate(part: list[dict]) -> float:
+        return sum(e["intervention_steps"] for e in part) / max(1, sum(e["length"] for e in part))
+
+    return rate(episodes[:n]), rate(episodes[-n:])
+
+
+def threshold_sweep(d: Demo) -> str:
+    """Ray Tune over the classifier's decision threshold, scored on its held-out frames."""
+    clf = d.need(6)
+    a = d.args
+    from pipelines import sweep
+
+    print(
+        f"  {len(SWEEP_THRESHOLDS)} trials (threshold {', '.join(map(str, SWEEP_THRESHOLDS))}) "
+        "on the classifier's held-out frames; metric F1"
+    )
+    result = sweep.run(
+        sweep.SweepConfig(
+            kind="reward-threshold",
+            inputs=[clf["checkpoint"], str(d.dataset)],
+            space={"threshold": list(SWEEP_THRESHOLDS)},
+            name="demo-sweep",
+            storage=str(d.runs),
+            ray_address=a.ray_address,
+            mlflow=not a.no_mlflow,
+        ),
+        out=lambda *_: None,
+    )
+    print(sweep.results_table(result.kind, result.rows))
+    print(f"  table {result.csv_path}, plot {result.png_path}")
+    best = sweep.best_row(result.rows, result.kind.metric)
+    if best is None:
+        raise DemoError(f"{result.folder}: no trial finished; rerun step 8")
+    d.record(8, best=best.params, f1=best.metrics.get("f1"), csv=str(result.csv_path))
+    return f"best threshold {best.params['threshold']} (F1 {best.metrics['f1']:.2f})"
+
+
+def free_port() -> int:
+    """A free local port (8000 may be another job's on a shared machine)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 STEPS: list[tuple[str, Callable[[Demo], str]]] = [
     ("synthesize SO-101 episodes in the simulator", synthesize),
     ("Stage 0: label from progress (binary, top 30% positive)", label_from_progress),
@@ -303,6 +431,8 @@ STEPS: list[tuple[str, Callable[[Demo], str]]] = [
     ("Stage 2: estimate every frame (Ray Data), relabel from the estimate", estimate_and_relabel),
     ("Stage 3: AWBC against plain BC, in the simulator on the same seeds", awbc_against_bc),
     ("the reward classifier: train (Ray Train), serve (Ray Serve), score", reward_classifier),
+    ("HIL-SERL with the served reward and the operator", hilserl_with_served_reward),
+    ("a 3-trial Ray Tune sweep over the reward threshold", threshold_sweep),
 ]
 
 
@@ -318,6 +448,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     p.add_argument(
         "--classifier-steps", type=int, default=60, help="reward classifier training steps (60)"
     )
+    p.add_argument("--hilserl-steps", type=int, default=2500, help="HIL-SERL env steps (2500)")
     p.add_argument("--ray-address", default=None)
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
@@ -369,7 +500,6 @@ def reward_classifier_step(
     """Train the reward classifier on `dataset` (its success-frames CSV), serve it on a free
     port, and score every frame of its held-out test episodes over HTTP from `robots` threads;
     returns the training result, the metrics and what was scored. Serve is shut down after."""
-    import socket
     import threading
     import time
 
@@ -392,6 +522,7 @@ def reward_classifier_step(
             workers=2,
             steps=steps,
             batch_size=16,
+            image_size=IMAGE_SIZE,
             checkpoint_every=steps,
             storage=str(storage),
             name="demo-classifier",
@@ -401,9 +532,7 @@ def reward_classifier_step(
         )
     )
     meta = read_meta(trained.checkpoint, "classifier")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     serve_reward(ServeConfig(checkpoint=trained.checkpoint, port=port, ray_address=ray_address))
     url = f"http://127.0.0.1:{port}/reward"
     try:

@@ -53,3 +53,19 @@ def test_the_summary_table_has_a_row_per_step_and_a_total():
     assert lines[0].startswith("| step |") and len(lines) == 5
     assert lines[2] == "| 1 | synthesize | 4 episodes | 3 s |"
     assert lines[-1] == "| | total | | 4 s |"
+
+
+def test_the_intervention_rate_compares_the_first_and_last_episodes():
+    eps = [{"intervention_steps": 8, "length": 10}] * 10 + [
+        {"intervention_steps": 1, "length": 20}
+    ] * 10
+    eps = (
+        eps
+        + [{"intervention_steps": 0, "length": 10}] * 9
+        + [{"intervention_steps": 2, "length": 10}]
+    )
+    first, last = demo.intervention_rates(eps)
+    assert first == 0.8  # the first 10 episodes
+    assert last == 2 / 100  # the last 10 (the middle 10 are in neither)
+    assert demo.window(6) == 2 and demo.window(2) == 1 and demo.window(100) == 10
+    assert demo.intervention_rates([{"intervention_steps": 3, "length": 4}] * 2) == (0.75, 0.75)
