@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -56,6 +57,9 @@ KIND = "hilserl"
 STATE_FILE = "state.pt"
 META_FILE = f"{KIND}.json"
 WINDOW = 20  # episodes in the running averages (success, intervention rate, return)
+
+
+CHECKPOINT_NAME = re.compile(r"checkpoint_\d{9,}_\d{9,}")
 
 
 @dataclass
@@ -498,14 +502,24 @@ class Learner:
         self._prune()
         return str(final)
 
+    def own_checkpoints(self) -> list[Path]:
+        """This learner's checkpoints, oldest first: `checkpoint_<step>_<env steps>` folders
+        holding its meta file. Anything else in the run folder (another job's checkpoint, a
+        file) is not the learner's to delete."""
+        return sorted(
+            path
+            for path in self.run_dir.glob("checkpoint_*")
+            if CHECKPOINT_NAME.fullmatch(path.name) and (path / META_FILE).is_file()
+        )
+
     def _prune(self) -> None:
-        kept = sorted(self.run_dir.glob("checkpoint_*"))
+        kept = self.own_checkpoints()
         for old in kept[: -self.cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         for stale in self.run_dir.glob(".checkpoint_*.tmp"):
             shutil.rmtree(stale, ignore_errors=True)
         manifests = []
-        for path in sorted(self.run_dir.glob("checkpoint_*"))[-self.cfg.keep_checkpoints :]:
+        for path in self.own_checkpoints()[-self.cfg.keep_checkpoints :]:
             try:
                 manifests.append(json.loads((path / META_FILE).read_text())["replay"])
             except (OSError, ValueError, KeyError):

@@ -130,7 +130,8 @@ def classifier_endpoint(work: Path, quick: bool) -> str:
     result = train_classifier(
         TrainConfig(
             str(data), labels=str(success_csv_path(data)), steps=40 if quick else 1000,
-            image_size=64, workers=2, name="classifier", storage=str(work / "runs"), mlflow=False,
+            image_size=64, workers=2, name="reward-classifier", storage=str(work / "runs"),
+            mlflow=False,
         )
     )  # fmt: skip
     stage(f"serve-reward {result.checkpoint}")

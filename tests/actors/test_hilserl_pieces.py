@@ -209,6 +209,25 @@ def test_a_kill_mid_checkpoint_leaves_the_previous_checkpoint(tmp_path, monkeypa
     )
 
 
+def test_pruning_deletes_only_the_learners_own_old_checkpoints(tmp_path):
+    encoder = load_frozen_encoder(estimator_checkpoint(tmp_path / "est"))
+    rollout = SimRollout(CollectorConfig(image_size=32, keep_images=False), encoder)
+    run = tmp_path / "run"
+    foreign = run / "checkpoint_2026-12-01_14-50-02.281390"  # a Ray Train run's, same folder
+    foreign.mkdir(parents=True)
+    (foreign / "classifier.json").write_text("{}")
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    learner = make_learner(tmp_path, encoder)
+    made = []
+    for seed in range(3):
+        learner.add_episode([rollout.episode(lambda obs: np.zeros(4, np.float32), seed)])
+        made.append(learner.checkpoint().rsplit("/", 1)[-1])
+    assert foreign.is_dir() and (run / "checkpoint_manager_snapshot.json").is_file()
+    assert [p.name for p in learner.own_checkpoints()] == made[-learner.cfg.keep_checkpoints :]
+    again = make_learner(tmp_path, encoder)
+    assert again.resumed_from["env_steps"] == learner.env_steps
+
+
 def test_pacing_intervention_runs_go_offline_and_sync_hands_out_seeds(tmp_path):
     encoder = load_frozen_encoder(estimator_checkpoint(tmp_path / "est"))
     learner = make_learner(tmp_path, encoder, steps=100, max_lag=5)
