@@ -5,20 +5,32 @@ approves, a rejection is undone and another candidate is drawn.
   `radius` horizontally of the cube and at most `height` above its centre, having been outside
   it at the previous state) and/or `every:K` (every K-th environment step). The rule is judged
   once per new state; resampling after an undo happens at the same state without judging again.
-* **Responders** propose one action each at a critical state. In the simulator they are the
-  scripted controllers of graded quality (`actors.sim.controllers`) and any policy with
-  `reset()` / `act(obs)` (a trained checkpoint: `pipelines.policy.evaluate`). A controller is
-  asked fresh at each critical state (its transient motion state is forgotten: `resume()`),
-  since it did not drive the arm in between. Candidates are kept as the joint targets they
-  command, which is what the dataset's `action` column holds.
+* **Responders** propose one action each at a critical state, through one small interface
+  (`Responder`): `reset(seed)` at an episode's start and `propose(observation, info) -> joint
+  targets` at each critical state. In the simulator they are the scripted controllers of graded
+  quality (`ControllerResponder`, `actors.sim.controllers`) and any policy with `reset()` /
+  `act(obs)` (`PolicyResponder`: a trained checkpoint, `pipelines.policy.evaluate`). On a real
+  or emulated arm they are candidates submitted through the API: `APIResponder` wraps any
+  `propose(observation) -> action` callable (a teleoperation queue, a remote planner, an HTTP
+  handler); on the emulated arm the scripted controllers are that API's caller, computing
+  their candidates from the workcell's coupled simulator state. A controller is asked fresh at
+  each critical state (its transient motion state is forgotten: `resume()`), since it did not
+  drive the arm in between. Candidates are kept as the joint targets they command, which is
+  what the dataset's `action` column holds.
 * **The driver** acts on the frames that are not critical (propensity 1.0, approval `none`).
-* **The admin** (`ProgressAdmin`) approves when the task progress after the action is at least
-  `threshold` above the progress before it; a success is always approved.
+* **The admin** reviews each executed critical action (`review(attempt) -> bool`, `Attempt`:
+  the state before, the action, the observation and info after). `ProgressAdmin` approves
+  when the task progress after the action is at least `threshold` above the progress before it
+  (a success is always approved): the simulator's, or on the emulated arm its coupled
+  simulator's. `APIAdmin` asks any `approve(attempt) -> bool` callable, `KeyboardAdmin` a
+  person at the terminal (a real arm).
 * **Undo** restores the state before the action: `SO101Env.set_state` in the simulator (exact),
-  `return_to_pose` on a real arm (the `FollowerArm` moves back to the recorded joint pose in
-  its step-limited moves). After k rejections at a state the selector draws among the n - k
-  candidates not yet executed (`ActionSelector`, exact conditional propensities). When all n
-  were rejected the state stays restored and the driver acts from it.
+  `return_to_pose` on a real or emulated arm (`actors.workcell.ArmWorkcell.set_state`: the
+  `FollowerArm` moves back to the recorded joint pose in its step-limited moves; the cube is
+  not put back, on a real arm nor, deliberately, on the emulated one). After k rejections at
+  a state the selector draws among the n - k candidates not yet executed (`ActionSelector`,
+  exact conditional propensities). When all n were rejected the state stays restored and the
+  driver acts from it.
 
 Every frame the episode records is an attempt: a rejected action is recorded (approval
 `rejected`, next.reward 0) and the next frame shows the same restored state again, with the
@@ -27,9 +39,11 @@ resampled action; `state_id` (the log's) names the state, so the two frames shar
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -80,6 +94,21 @@ class CriticalRule:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One executed critical action, as the admin reviews it."""
+
+    state_id: int
+    observation: dict  # before the action
+    info: dict  # before the action (progress: NaN on a real arm)
+    action: np.ndarray
+    candidates: np.ndarray  # n x action_dim
+    selected: int
+    already_executed: tuple[int, ...]  # candidates rejected at this state before this one
+    observation_after: dict
+    info_after: dict
+
+
+@dataclass(frozen=True)
 class ProgressAdmin:
     """Simulated administrator: approve when progress after - before >= threshold (or success)."""
 
@@ -89,6 +118,64 @@ class ProgressAdmin:
         if info_after.get("success"):
             return True
         return float(info_after["progress"]) - float(progress_before) >= self.threshold
+
+    def review(self, attempt: Attempt) -> bool:
+        return self.approves(attempt.info["progress"], attempt.info_after)
+
+
+@dataclass(frozen=True)
+class APIAdmin:
+    """The admin as an API: `approve(attempt) -> bool` decides (a UI, a service, a test)."""
+
+    approve: Callable[[Attempt], bool]
+
+    def review(self, attempt: Attempt) -> bool:
+        return bool(self.approve(attempt))
+
+
+class KeyboardAdmin:
+    """A person at the terminal approves (y) or rejects (n) each critical action."""
+
+    def __init__(self, stdin=None, stdout=None):
+        self.stdin, self.stdout = stdin, stdout
+
+    def review(self, attempt: Attempt) -> bool:
+        stdin, stdout = self.stdin or sys.stdin, self.stdout or sys.stderr
+        while True:
+            stdout.write(
+                f"state {attempt.state_id}: candidate {attempt.selected} of "
+                f"{len(attempt.candidates)} executed; approve? [y/n] "
+            )
+            stdout.flush()
+            answer = stdin.readline()
+            if not answer:
+                raise RuntimeError("keyboard admin: the input ended")
+            if answer.strip().lower() in ("y", "yes", "n", "no"):
+                return answer.strip().lower().startswith("y")
+
+
+class Responder(Protocol):
+    """What the episode loop asks at a critical state (module docstring)."""
+
+    name: str
+
+    def reset(self, seed: int | None) -> None: ...
+
+    def propose(self, obs: dict, info: dict) -> np.ndarray: ...
+
+
+class APIResponder:
+    """Candidates submitted through an API: `propose(observation) -> joint targets`."""
+
+    def __init__(self, name: str, propose: Callable[[dict], np.ndarray]):
+        self.name = name
+        self._propose = propose
+
+    def reset(self, seed: int | None) -> None:
+        pass
+
+    def propose(self, obs: dict, info: dict) -> np.ndarray:
+        return np.asarray(self._propose(obs), dtype=np.float32)
 
 
 class ControllerResponder:
@@ -159,19 +246,21 @@ def run_collection_episode(
     responders: Sequence,
     selector: ActionSelector,
     rule: CriticalRule,
-    admin: ProgressAdmin,
+    admin,
     seed: int,
     stage_positions: Callable | None = None,
     max_frames: int | None = None,
 ) -> EpisodeOutcome:
-    """Roll one episode out in `SO101Env` `env` with critical states (module docstring).
+    """Roll one episode out with critical states (module docstring).
 
-    `driver(obs, info)` acts on plain frames (an env action); `responders` each have
-    `reset(seed)` and `propose(obs, info) -> joint targets`. `stage_positions(world)` gives
-    the frame's per-stage positions (for `stage_progress_gt`); the world's scores otherwise.
+    `env`: an `SO101Env` or an `actors.workcell.ArmWorkcell` (the same interface; a real arm's
+    has no `world`: no grasp region, no stage scores). `driver(obs, info)` acts on plain frames
+    (an env action); `responders` are `Responder`s; `admin` has `review(attempt) -> bool`.
+    `stage_positions(world)` gives the frame's per-stage positions (for `stage_progress_gt`);
+    the world's scores otherwise.
     """
     obs, info = env.reset(seed=seed)
-    world = env.unwrapped.world
+    world = env.unwrapped.world  # None on a real arm
     for r in responders:
         r.reset(seed)
     if hasattr(driver, "reset"):
@@ -186,10 +275,12 @@ def run_collection_episode(
     done = terminated = False
 
     def positions():
+        if world is None:
+            return ()
         return stage_positions(world) if stage_positions else world.stage_scores()
 
     while not done and len(frames) < limit:
-        in_region = rule.in_grasp_region(world)
+        in_region = world is not None and rule.in_grasp_region(world)
         step = env.unwrapped.elapsed_steps
         critical = n > 0 and not skip_critical and rule.is_critical(step, in_region, was_in_region)
         was_in_region = in_region
@@ -199,7 +290,7 @@ def run_collection_episode(
             "progress": float(info["progress"]),
             "stage": int(info["stage"]),
             "stage_scores": positions(),
-            "shown_success": bool(world.success()),
+            "shown_success": bool(world.success() if world is not None else info["success"]),
             "state_id": state_id,
         }
         if not critical:
@@ -237,7 +328,19 @@ def run_collection_episode(
         while True:
             sel = selector.select(candidates, before_obs, excluded)
             obs, reward, terminated, truncated, info = env.step(sel.action)
-            approved = admin.approves(before_info["progress"], info)
+            approved = admin.review(
+                Attempt(
+                    state_id,
+                    before_obs,
+                    before_info,
+                    sel.action,
+                    candidates,
+                    sel.index,
+                    tuple(excluded),
+                    obs,
+                    info,
+                )
+            )
             frames.append(
                 Frame(
                     **common,

@@ -1,6 +1,6 @@
 """`flywheel collect OUT --episodes N`: collection with critical-state approval (seed 000).
 
-Each episode runs `actors.collection.run_collection_episode` in the simulator: a driver acts
+Each episode runs `actors.collection.run_collection_episode` (`--robot`, below): a driver acts
 on plain frames; at critical states (`--critical`) the `--responders` propose n candidate
 actions, the `--selector` (`random`, `epsilon_greedy` with `--epsilon`, `learned` with a
 `--scorer` through a `--temperature` softmax) picks one with a logged propensity, the admin
@@ -9,6 +9,24 @@ rejects it and the state is undone (`SO101Env.set_state`) and another candidate 
 exact conditional propensity. Episodes run as Ray tasks in parallel (the `flywheel synth`
 pattern: each task renders its episodes' videos and returns their tables; the parquet files and
 metadata are written once every length is known, by `pipelines.synth.write_rollouts`).
+
+**Robots** (`--robot`). `sim` (default): `SO101Env`, exact undo. `emulated`: each episode's
+task runs an `EmulatedSO101` (servo emulators on pseudo-terminals, the follower coupled to a
+simulator, cameras rendering it) behind the real driver (`FollowerArm`), wrapped as an
+`actors.workcell.ArmWorkcell`: each action is sent to the follower and the next frame is read
+once the arm has settled there (so frames do not depend on the machine's load). The scripted
+responders compute their candidates from the coupled simulator's state (they are the caller of
+the responder API, `actors.collection.Responder`), the `progress:T` admin reads the coupled
+simulator's progress, and an undo is `return_to_pose` through `FollowerArm`: the arm goes back
+to the recorded joint pose, the cube is not put back (deliberately, as on a real arm).
+`real` (`--follower-port`, `--follower-id`, `--camera front=S --camera wrist=S`): the same
+workcell on a real follower and OpenCV cameras; its episodes run one after another in this
+process (one arm, and the keyboard); responders must be policy checkpoints (a controller needs
+the simulator's state), the admin is `--approver keyboard`, critical states `every:K` (the grasp
+region needs the cube's position), and the dataset has no simulator progress columns
+(`progress`, `stage_progress_gt`, `progress_gt`); a rejected action's effect on the cube is not
+undone. From Python, `run(cfg, admin=APIAdmin(approve), responders=[APIResponder(...)])` puts
+an API's admin and candidates in place of `--approver` / `--responders`.
 
 **The dataset** is a LeRobot dataset (v2.1 or v3.0) with synth's columns (`action` is the
 executed action, so every stage reads it unchanged) plus seed 000's:
@@ -45,7 +63,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +88,7 @@ from pipelines.propensity import COLLECT_META, LOG_NAME, PropensityLog, check_co
 from pipelines.synth import CAMERAS, TASK_TEXT, episode_video, stage_positions, stage_progress
 
 DEFAULT_RESPONDERS = "expert,hesitant,noisy,failing"
+ROBOTS = ("sim", "emulated", "real")
 
 
 @dataclass
@@ -87,28 +106,30 @@ class CollectConfig:
     driver: str = "noisy"
     critical: str = "grasp+every:10"
     approver: str = "progress:0.002"
-    robot: str = "sim"
+    robot: str = "sim"  # sim | emulated | real
+    follower_port: str | None = None  # a real arm's follower serial port
+    follower_id: str | None = None  # its calibration name
+    calibration_dir: str | None = None
+    camera: list[str] = field(default_factory=list)  # a real arm's NAME=SOURCE (front, wrist)
+    max_steps: int | None = None  # an episode's step limit (the task's time limit * fps)
     fps: int = 10
     image_size: int = 128
     vcodec: str | None = None
     format: str = V21
     ray_address: str | None = None
 
-    @property
-    def text(self) -> str:
-        return TASK_TEXT[self.task]
+    def validate(self, api_admin: bool = False, api_responders: bool = False) -> None:
+        """One-line DatasetErrors for bad options (nothing is written before this passes).
 
-    def validate(self) -> None:
-        """One-line DatasetErrors for bad options (nothing is written before this passes)."""
+        `api_admin` / `api_responders`: `run` was given an admin / responders through the API
+        (they replace `--approver` / `--responders`)."""
         if self.episodes < 1:
             raise DatasetError(f"--episodes {self.episodes}: at least 1")
         if self.task not in TASK_TEXT:
             raise DatasetError(f"--task {self.task!r}: one of {sorted(TASK_TEXT)}")
-        if self.robot != "sim":
-            raise DatasetError(
-                f"--robot {self.robot!r}: only the simulator (sim) is supported by collect so "
-                "far (a real arm's undo is actors.collection.return_to_pose)"
-            )
+        self.check_robot(api_admin, api_responders)
+        if self.max_steps is not None and self.max_steps < 1:
+            raise DatasetError(f"--max-steps {self.max_steps}: at least 1")
         try:
             check_mode(self.selector)
             CriticalRule.parse(self.critical)
@@ -125,12 +146,13 @@ class CollectConfig:
                 f"--selector {self.selector}: needs --scorer (a train-selector checkpoint, or "
                 "a controller or policy checkpoint whose distance to its action scores)"
             )
-        names = self.responder_names()
-        if not names:
+        names = [] if api_responders else self.responder_names()
+        if not names and not api_responders:
             raise DatasetError(f"--responders {self.responders!r}: at least one responder")
         for name in [*names, self.driver, *([self.scorer] if self.scorer else [])]:
-            check_source(name)
-        parse_approver(self.approver)
+            check_source(name, self.robot)
+        if not api_admin:
+            parse_approver(self.approver, self.robot)
         if not 1 <= self.fps <= 120:
             raise DatasetError(f"--fps {self.fps}: between 1 and 120")
         if not 16 <= self.image_size <= 1024:
@@ -156,16 +178,55 @@ class CollectConfig:
     def responder_names(self) -> list[str]:
         return [r.strip() for r in self.responders.split(",") if r.strip()]
 
+    def check_robot(self, api_admin: bool, api_responders: bool) -> None:
+        if self.robot not in ROBOTS:
+            raise DatasetError(f"--robot {self.robot!r}: one of {', '.join(ROBOTS)}")
+        real_only = {
+            "--follower-port": self.follower_port,
+            "--follower-id": self.follower_id,
+            "--calibration-dir": self.calibration_dir,
+            "--camera": self.camera,
+        }
+        if self.robot != "real":
+            given = [flag for flag, value in real_only.items() if value]
+            if given:
+                raise DatasetError(f"{given[0]}: only with --robot real (a real arm)")
+            return
+        if not self.follower_port:
+            raise DatasetError("--robot real: needs --follower-port (the follower's serial port)")
+        if not self.follower_id:
+            raise DatasetError("--robot real: needs --follower-id (which calibration to use)")
+        sources = camera_sources(self.camera)
+        if sorted(sources) != sorted(CAMERAS):
+            raise DatasetError(
+                "--robot real: needs its two cameras, --camera front=SOURCE --camera wrist=SOURCE"
+            )
+        if CriticalRule.parse(self.critical).grasp:
+            raise DatasetError(
+                f"--critical {self.critical!r}: the grasp region needs the cube's position, "
+                "which a real arm does not know; use every:K"
+            )
+        follower_calibration(self)
+
+    @property
+    def text(self) -> str:
+        return TASK_TEXT[self.task]
+
 
 def interrupted_collection(out: Path) -> bool:
     return (out / LOG_NAME).exists() and not (out / "meta" / "info.json").exists()
 
 
-def check_source(name: str) -> None:
+def check_source(name: str, robot: str = "sim") -> None:
     """A responder/driver/scorer: a controller name or a policy checkpoint (folder)."""
     from actors.sim.controllers import CONTROLLERS
 
     if name in CONTROLLERS or name.removeprefix("controller:") in CONTROLLERS:
+        if robot == "real":
+            raise DatasetError(
+                f"{name!r}: a scripted controller reads the simulator's state, which a real arm "
+                "does not have; give policy checkpoints (or responders through the API)"
+            )
         return
     if not Path(name).is_dir():
         raise DatasetError(
@@ -174,17 +235,63 @@ def check_source(name: str) -> None:
         )
 
 
-def parse_approver(text: str) -> ProgressAdmin:
+def parse_approver(text: str, robot: str = "sim"):
+    """`progress:T` (the simulator's, or the emulated arm's coupled simulator's) or `keyboard`."""
+    from actors.collection import KeyboardAdmin
+
     kind, _, value = text.partition(":")
+    if kind == "keyboard" and not value:
+        if robot != "real":
+            raise DatasetError(
+                f"--approver keyboard: only on a real arm (--robot {robot}'s episodes run as "
+                "Ray tasks, with no terminal); use progress:T"
+            )
+        return KeyboardAdmin()
     if kind != "progress":
         raise DatasetError(
-            f"--approver {text!r}: the simulator's admin is progress:T (approve when the "
-            "task progress gains at least T); keyboard/API approval needs a real arm"
+            f"--approver {text!r}: progress:T (approve when the task progress gains at least T) "
+            "or keyboard (a real arm)"
+        )
+    if robot == "real":
+        raise DatasetError(
+            f"--approver {text!r}: a real arm's task progress is unknown; use keyboard (or an "
+            "admin through the API)"
         )
     try:
         return ProgressAdmin(float(value) if value else ProgressAdmin.threshold)
     except ValueError:
         raise DatasetError(f"--approver {text!r}: T is not a number") from None
+
+
+def camera_sources(values: list[str]) -> dict:
+    """`--camera front=0 --camera wrist=/dev/video2` -> {observation.images.front: 0, ...}."""
+    out = {}
+    for value in values:
+        name, sep, source = value.partition("=")
+        if not sep or not name or not source:
+            raise DatasetError(f"--camera {value!r}: expected NAME=SOURCE (e.g. front=0)")
+        key = name if name.startswith("observation.images.") else f"observation.images.{name}"
+        out[key] = int(source) if source.isdigit() else source
+    return out
+
+
+def follower_calibration(cfg: CollectConfig) -> dict:
+    from actors.feetech.calibration import (
+        DEFAULT_CALIBRATION_DIR,
+        CalibrationError,
+        load_calibration,
+    )
+
+    directory = cfg.calibration_dir or DEFAULT_CALIBRATION_DIR
+    try:
+        return load_calibration(cfg.follower_id, directory)
+    except FileNotFoundError:
+        raise DatasetError(
+            f"{directory}/{cfg.follower_id}.json: no calibration for arm {cfg.follower_id!r}; "
+            f"run `flywheel robot calibrate --arm-id {cfg.follower_id} --port ...` first"
+        ) from None
+    except (CalibrationError, ValueError) as e:
+        raise DatasetError(f"{directory}/{cfg.follower_id}.json: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -233,6 +340,46 @@ def load_policy(path: str, env):
     loaded = load_source(path, ArmOptions())
     loaded.check(env)
     return loaded.make(env)
+
+
+def make_env(cfg: CollectConfig, seed: int):
+    """(the episode's env, the simulator env its controllers and policies are built on).
+
+    The simulator: one `SO101Env`, both. `--robot emulated`: an `ArmWorkcell` on an
+    `EmulatedSO101` and its coupled simulator env. `--robot real`: an `ArmWorkcell` on the
+    follower and cameras, and a simulator env that only gives the spaces policies are checked
+    against."""
+    from actors.sim import SO101Env
+    from actors.workcell import ArmWorkcell
+
+    if cfg.robot == "sim":
+        env = SO101Env(
+            cfg.task,
+            fps=cfg.fps,
+            image_size=cfg.image_size,
+            action_mode="joint",
+            max_episode_steps=cfg.max_steps,
+        )
+        return env, env
+    if cfg.robot == "emulated":
+        cell = ArmWorkcell.emulated(cfg.task, seed, cfg.image_size, cfg.max_steps, cfg.fps)
+        return cell, cell.sim_env
+    from actors.camera import CameraError
+    from actors.feetech.bus import BusError
+
+    try:
+        cell = ArmWorkcell.real(
+            cfg.follower_port,
+            follower_calibration(cfg),
+            camera_sources(cfg.camera),
+            cfg.task,
+            cfg.image_size,
+            cfg.max_steps,
+            cfg.fps,
+        )
+    except (BusError, CameraError) as e:  # a port or camera the user named that does not answer
+        raise DatasetError(f"--robot real: {e}") from None
+    return cell, cell.sim_env
 
 
 def make_responders(cfg: CollectConfig, env, seed: int) -> list:
@@ -288,33 +435,48 @@ def make_selector(cfg: CollectConfig, env, seed: int):
     )
 
 
-def rollout_episode(plan: CollectPlan, cfg: CollectConfig, root: str, collection_id: str):
-    """Roll one episode out, writing its videos; returns (metadata with log lines, table)."""
+def rollout_episode(
+    plan: CollectPlan,
+    cfg: CollectConfig,
+    root: str,
+    collection_id: str,
+    admin=None,
+    responders: list | None = None,
+):
+    """Roll one episode out, writing its videos; returns (metadata with log lines, table).
+
+    `admin` / `responders`: given through the API (`run`), else from `--approver` /
+    `--responders`."""
     from actors.collection import run_collection_episode
-    from actors.sim import SO101Env
 
-    env = SO101Env(cfg.task, fps=cfg.fps, image_size=cfg.image_size, action_mode="joint")
-    responders = make_responders(cfg, env, plan.seed)
-    driver = _PolicyAction(cfg.driver, env, plan.seed)
-    selector = make_selector(cfg, env, plan.seed)
-    world = env.unwrapped.world
-    start = {"distance": None}
+    env, sim_env = make_env(cfg, plan.seed)
+    try:
+        if responders is None:
+            responders = make_responders(cfg, sim_env, plan.seed)
+        driver = _PolicyAction(cfg.driver, sim_env, plan.seed)
+        selector = make_selector(cfg, sim_env, plan.seed)
+        world = env.unwrapped.world  # None on a real arm
+        start = {"distance": None}
 
-    def positions(w):
-        if start["distance"] is None:
-            start["distance"] = w.grasp_distance
-        return stage_positions(w, start["distance"])
+        def positions(w):
+            if start["distance"] is None:
+                start["distance"] = w.grasp_distance
+            return stage_positions(w, start["distance"])
 
-    outcome = run_collection_episode(
-        env,
-        driver,
-        responders,
-        selector,
-        CriticalRule.parse(cfg.critical),
-        parse_approver(cfg.approver),
-        plan.seed,
-        stage_positions=positions,
-    )
+        outcome = run_collection_episode(
+            env,
+            driver,
+            responders,
+            selector,
+            CriticalRule.parse(cfg.critical),
+            admin if admin is not None else parse_approver(cfg.approver, cfg.robot),
+            plan.seed,
+            stage_positions=positions,
+        )
+    finally:
+        close = getattr(env, "close", None)
+        if close is not None:
+            close()
     frames = outcome.frames
     size = cfg.image_size
     videos = {k: episode_video(root, cfg.format, plan.index, k) for k in CAMERAS}
@@ -333,7 +495,6 @@ def rollout_episode(plan: CollectPlan, cfg: CollectConfig, root: str, collection
         w.close()
 
     n = len(frames)
-    n_stages = len(world.stages)
     done = np.zeros(n, dtype=bool)
     done[-1] = True
     fps = np.float32(cfg.fps)
@@ -347,15 +508,7 @@ def rollout_episode(plan: CollectPlan, cfg: CollectConfig, root: str, collection
             "task_index": np.zeros(n, dtype=np.int64),
             "next.reward": np.array([f.reward for f in frames], dtype=np.float32),
             "next.done": done,
-            "progress": np.array([f.progress for f in frames], dtype=np.float32),
-            "stage_progress_gt": stage_progress(
-                np.array([f.stage for f in frames]),
-                np.array([f.stage_scores for f in frames])[:, :n_stages],
-                n_stages,
-            ),
-            "progress_gt": (np.arange(n) / max(n - 1, 1) * outcome.final_progress).astype(
-                np.float32
-            ),
+            **ground_truth(frames, world, outcome.final_progress),
             "data_type": np.full(n, "auto", dtype=object),
             "complementary_info.is_intervention": np.zeros(n, dtype=bool),
             "action_propensity": np.array([f.propensity for f in frames], dtype=np.float32),
@@ -389,6 +542,22 @@ def rollout_episode(plan: CollectPlan, cfg: CollectConfig, root: str, collection
     return meta, table
 
 
+def ground_truth(frames: list, world, final_progress: float) -> dict:
+    """The simulator's progress columns (synth's); none on a real arm, which has no world."""
+    if world is None:
+        return {}
+    n, n_stages = len(frames), len(world.stages)
+    return {
+        "progress": np.array([f.progress for f in frames], dtype=np.float32),
+        "stage_progress_gt": stage_progress(
+            np.array([f.stage for f in frames]),
+            np.array([f.stage_scores for f in frames])[:, :n_stages],
+            n_stages,
+        ),
+        "progress_gt": (np.arange(n) / max(n - 1, 1) * final_progress).astype(np.float32),
+    }
+
+
 def log_entry(episode: int, frame_index: int, frame, cfg: CollectConfig, collection_id: str):
     """The propensity log's line for one frame: the seed's fields first, then ours."""
     meta = frame.log
@@ -414,11 +583,18 @@ def log_entry(episode: int, frame_index: int, frame, cfg: CollectConfig, collect
     }
 
 
-def rollout_group(plans: list[CollectPlan], cfg: CollectConfig, root: str, collection_id: str):
+def rollout_group(
+    plans: list[CollectPlan],
+    cfg: CollectConfig,
+    root: str,
+    collection_id: str,
+    admin=None,
+    responders: list | None = None,
+):
     """Ray task body: several episodes; returns (their metadata, their tables)."""
     metas, tables = [], []
     for plan in plans:
-        meta, table = rollout_episode(plan, cfg, root, collection_id)
+        meta, table = rollout_episode(plan, cfg, root, collection_id, admin, responders)
         metas.append(meta)
         tables.append(table)
     return metas, tables
@@ -434,12 +610,22 @@ class CollectResult:
     log_lines: int
 
 
-def run(cfg: CollectConfig, out=print) -> CollectResult:
-    """Collect the dataset (module docstring); DatasetError for bad options."""
+def run(cfg: CollectConfig, out=print, admin=None, responders: list | None = None) -> CollectResult:
+    """Collect the dataset (module docstring); DatasetError for bad options.
+
+    The API: `admin` (anything with `review(attempt) -> bool`, e.g. `APIAdmin(approve)`)
+    replaces `--approver`; `responders` (`actors.collection.Responder`s, e.g. `APIResponder`)
+    replace `--responders`. Both are sent to the episodes' Ray tasks, so they must pickle."""
     t0 = time.time()
-    cfg.validate()
+    cfg.validate(api_admin=admin is not None, api_responders=responders is not None)
+    names = (
+        cfg.responder_names()
+        if responders is None
+        else [getattr(r, "name", type(r).__name__) for r in responders]
+    )
     check_job_output(cfg.out, "output dataset")
     root = Path(cfg.out).resolve()
+    created = not root.exists()
     if root.exists() and interrupted_collection(root):
         for sub in ("data", "videos", "meta"):  # the interrupted run's outputs, not the log
             shutil.rmtree(root / sub, ignore_errors=True)
@@ -454,10 +640,23 @@ def run(cfg: CollectConfig, out=print) -> CollectResult:
     from pipelines.synth import write_rollouts
 
     connect(cfg.ray_address)
-    n_groups = max(1, min(len(plans), 2 * cluster_cpus()))
-    groups = [g for g in np.array_split(np.arange(len(plans)), n_groups) if len(g)]
-    task = ray.remote(num_cpus=1, num_returns=2)(rollout_group)
-    refs = [task.remote([plans[i] for i in g], cfg, str(root), collection_id) for g in groups]
+    if cfg.robot == "real":  # one arm (and the keyboard) here: its episodes one after another
+        groups = [np.arange(len(plans))]
+        try:
+            metas_tables = rollout_group(plans, cfg, str(root), collection_id, admin, responders)
+        except DatasetError:
+            if created:  # the arm or a camera did not open: nothing stays on disk
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        refs = [[ray.put(part) for part in metas_tables]]
+    else:
+        n_groups = max(1, min(len(plans), 2 * cluster_cpus()))
+        groups = [g for g in np.array_split(np.arange(len(plans)), n_groups) if len(g)]
+        task = ray.remote(num_cpus=1, num_returns=2)(rollout_group)
+        refs = [
+            task.remote([plans[i] for i in g], cfg, str(root), collection_id, admin, responders)
+            for g in groups
+        ]
     metas = []
     with PropensityLog(root) as log:
         for ref in refs:  # in episode order: each group's lines as soon as it is back
@@ -472,8 +671,9 @@ def run(cfg: CollectConfig, out=print) -> CollectResult:
         {
             "collection_id": collection_id,
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("out", "ray_address")},
-            "responders": cfg.responder_names(),
-            "candidate_count": len(cfg.responder_names()),
+            "responders": names,
+            "candidate_count": len(names),
+            "admin": cfg.approver if admin is None else type(admin).__name__,
             "episodes": [
                 {
                     k: m[k]
@@ -530,9 +730,25 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--approver",
         default="progress:0.002",
-        help="progress:T: approve when the task progress gains at least T (0.002)",
+        help="progress:T: approve when the task progress gains at least T (0.002; on "
+        "--robot emulated, the coupled simulator's progress); keyboard: a person (real arm)",
     )
-    p.add_argument("--robot", default="sim", help="sim (the only one supported so far)")
+    p.add_argument(
+        "--robot",
+        default="sim",
+        help="sim (default): the simulator, exact undo; emulated: an emulated SO-101 through "
+        "the real Feetech driver (follower coupled to the simulator, cameras rendering it; "
+        "undo moves the arm back, the cube stays); real: a real follower (--follower-port, "
+        "--follower-id, --camera front=S --camera wrist=S; --approver keyboard, policy "
+        "responders, --critical every:K)",
+    )
+    p.add_argument("--follower-port", default=None, help="a real arm's follower serial port")
+    p.add_argument("--follower-id", default=None, help="the follower's calibration name")
+    p.add_argument("--calibration-dir", default=None)
+    p.add_argument("--camera", action="append", default=[], metavar="NAME=SOURCE")
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="an episode's step limit (the task's)"
+    )
     p.add_argument("--fps", type=int, default=10)
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--vcodec", default=None)

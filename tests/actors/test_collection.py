@@ -143,3 +143,20 @@ def test_return_to_pose_on_the_emulated_follower():
     finally:
         arm.shutdown()
         robot.close()
+
+
+def test_keyboard_admin_asks_until_yes_or_no_and_api_responder_proposes():
+    import io
+
+    from actors.collection import APIResponder, Attempt, KeyboardAdmin
+
+    attempt = Attempt(3, {}, {}, np.zeros(6), np.zeros((2, 6)), 1, (0,), {}, {})
+    shown = io.StringIO()
+    assert KeyboardAdmin(io.StringIO("maybe\ny\n"), shown).review(attempt)
+    assert shown.getvalue().count("state 3: candidate 1 of 2 executed; approve?") == 2
+    assert not KeyboardAdmin(io.StringIO("n\n"), io.StringIO()).review(attempt)
+    with pytest.raises(RuntimeError, match="the input ended"):
+        KeyboardAdmin(io.StringIO(""), io.StringIO()).review(attempt)
+    responder = APIResponder("remote", lambda obs: [1, 2, 3, 4, 5, obs["observation.state"][5]])
+    proposed = responder.propose({"observation.state": np.full(6, 7.0)}, {})
+    assert proposed.dtype == np.float32 and proposed.tolist() == [1, 2, 3, 4, 5, 7]

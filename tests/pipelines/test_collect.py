@@ -171,6 +171,10 @@ def test_propensities_and_candidate_counts_are_checked(tmp_path):
         )
 
 
+REAL = ["--robot", "real", "--follower-port", "/dev/x", "--follower-id", "f"]
+REAL += ["--camera", "front=0", "--camera", "wrist=2"]
+
+
 @pytest.mark.parametrize(
     "argv, msg",
     [
@@ -178,9 +182,17 @@ def test_propensities_and_candidate_counts_are_checked(tmp_path):
         (["--selector", "learned"], "--selector learned: needs --scorer"),
         (["--critical", "every:0"], "--critical 'every:0': every:K needs"),
         (["--responders", "expert,pilot"], "'pilot': neither a controller"),
-        (["--approver", "keyboard"], "--approver 'keyboard'"),
+        (["--approver", "keyboard"], "--approver keyboard: only on a real arm"),
         (["--epsilon", "2"], "--epsilon 2.0: between 0 and 1"),
-        (["--robot", "real"], "--robot 'real'"),
+        (["--robot", "arm"], "--robot 'arm': one of sim, emulated, real"),
+        (["--robot", "real"], "--robot real: needs --follower-port"),
+        (["--robot", "real", "--follower-port", "/dev/x"], "--robot real: needs --follower-id"),
+        (REAL[:6] + ["--camera", "front=0"], "--robot real: needs its two cameras"),
+        (REAL[:6] + ["--camera", "front"], "--camera 'front': expected NAME=SOURCE"),
+        (REAL, "--critical 'grasp+every:10': the grasp region needs the cube's position"),
+        (["--robot", "emulated", "--follower-port", "/dev/x"], "--follower-port: only with"),
+        (["--camera", "front=0"], "--camera: only with --robot real"),
+        (["--robot", "emulated", "--max-steps", "0"], "--max-steps 0: at least 1"),
     ],
 )
 def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, msg):
@@ -189,6 +201,84 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"flywheel collect: error: {msg}") and "\n" not in err, err
     assert not out.exists()
+
+
+def test_a_real_arm_needs_its_calibration_policies_and_a_person(tmp_path, capsys):
+    from actors.emulated_robot import EMULATED_CALIBRATION
+    from actors.feetech.calibration import save_calibration
+
+    real = [*REAL, "--critical", "every:5", "--calibration-dir", str(tmp_path)]
+    out = tmp_path / "ds"
+    cases = [
+        ([], "f.json: no calibration for arm 'f'"),
+        (["--driver", str(tmp_path)], "'expert': a scripted controller reads the simulator"),
+        (["--driver", str(tmp_path), "--responders", str(tmp_path)], "a real arm's task progress"),
+        (
+            ["--driver", str(tmp_path), "--responders", str(tmp_path), "--approver", "keyboard"],
+            "--robot real: cannot open /dev/x",
+        ),
+    ]
+    for i, (argv, msg) in enumerate(cases):
+        if i == 1:
+            save_calibration(EMULATED_CALIBRATION, "f", tmp_path)
+        assert collect.main([str(out), "--episodes", "1", *real, *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "flywheel collect: error: " in err and msg in err and "\n" not in err, err
+        assert not out.exists()
+
+
+def test_emulated_arm_collection_with_api_admin_and_undo(ray_cluster, tmp_path):
+    """`--robot emulated`: the FollowerArm driver on the servo emulators, the admin through the
+    API (reject each state's first attempt), undo by return_to_pose."""
+    from actors.collection import APIAdmin
+
+    out = tmp_path / "ds"
+    cfg = small(
+        out,
+        robot="emulated",
+        max_steps=8,
+        critical="every:4",
+        responders="expert,failing",
+        selector="epsilon_greedy",
+        scorer="expert",
+        epsilon=0.3,
+    )
+    result = collect.run(cfg, admin=APIAdmin(lambda attempt: len(attempt.already_executed) > 0))
+    ds = LeRobotDataset(out)
+    assert ds.features["candidate_actions"]["shape"] == [2, 6]
+    plan = collect.plan_episodes(cfg)[0]
+    sim_cfg = small(tmp_path / "sim", robot="sim", max_steps=3, responders="expert,failing")
+    _, sim_table = collect.rollout_episode(plan, sim_cfg, str(tmp_path / "sim"), "sim")
+    columns = pq.read_schema(out / "data/chunk-000/episode_000000.parquet").names
+    assert set(columns) == {*sim_table.column_names, "index"}  # the writer adds index
+    by_frame = dataset_log(out)
+    assert len(by_frame) == result.frames == result.log_lines
+    undone = 0
+    for ep in range(2):
+        path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
+        t = pq.read_table(path).to_pydict()
+        state = np.array(t["observation.state"], np.float32)
+        action = np.array(t["action"], np.float32)
+        sel = np.array(t["selected_candidate"])
+        validate_propensities(
+            path,
+            np.array(t["action_propensity"], np.float32),
+            np.array(t["frame_index"]),
+            np.array(t["episode_index"]),
+            2,
+            sel,
+            by_frame,
+        )
+        status = t["approval_status"]
+        for i in np.flatnonzero(np.array(status) == "rejected"):
+            assert status[i + 1] == "approved"  # the other candidate, drawn after the undo
+            assert by_frame[(ep, i + 1)]["action_propensity"] == 1.0  # 1 / (n - k)
+            assert by_frame[(ep, i + 1)]["state_id"] == by_frame[(ep, i)]["state_id"]
+            if np.abs(action[i, :5] - state[i, :5]).max() > 2.0:  # the attempt moved the arm
+                assert np.abs(state[i + 1] - state[i]).max() <= 1.0  # and the undo brought it back
+                undone += 1
+    assert undone >= 1
+    assert result.episodes[0]["rejections"] == result.episodes[0]["critical_states"] == 2
 
 
 def test_a_non_empty_folder_is_refused(tmp_path, capsys):
