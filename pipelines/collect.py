@@ -196,6 +196,8 @@ class CollectConfig:
             raise DatasetError("--robot real: needs --follower-port (the follower's serial port)")
         if not self.follower_id:
             raise DatasetError("--robot real: needs --follower-id (which calibration to use)")
+        from pipelines.robot import camera_sources
+
         sources = camera_sources(self.camera)
         if sorted(sources) != sorted(CAMERAS):
             raise DatasetError(
@@ -263,35 +265,11 @@ def parse_approver(text: str, robot: str = "sim"):
         raise DatasetError(f"--approver {text!r}: T is not a number") from None
 
 
-def camera_sources(values: list[str]) -> dict:
-    """`--camera front=0 --camera wrist=/dev/video2` -> {observation.images.front: 0, ...}."""
-    out = {}
-    for value in values:
-        name, sep, source = value.partition("=")
-        if not sep or not name or not source:
-            raise DatasetError(f"--camera {value!r}: expected NAME=SOURCE (e.g. front=0)")
-        key = name if name.startswith("observation.images.") else f"observation.images.{name}"
-        out[key] = int(source) if source.isdigit() else source
-    return out
-
-
 def follower_calibration(cfg: CollectConfig) -> dict:
-    from actors.feetech.calibration import (
-        DEFAULT_CALIBRATION_DIR,
-        CalibrationError,
-        load_calibration,
-    )
+    from actors.feetech.calibration import DEFAULT_CALIBRATION_DIR
+    from pipelines.robot import arm_calibration
 
-    directory = cfg.calibration_dir or DEFAULT_CALIBRATION_DIR
-    try:
-        return load_calibration(cfg.follower_id, directory)
-    except FileNotFoundError:
-        raise DatasetError(
-            f"{directory}/{cfg.follower_id}.json: no calibration for arm {cfg.follower_id!r}; "
-            f"run `flywheel robot calibrate --arm-id {cfg.follower_id} --port ...` first"
-        ) from None
-    except (CalibrationError, ValueError) as e:
-        raise DatasetError(f"{directory}/{cfg.follower_id}.json: {e}") from None
+    return arm_calibration(cfg.follower_id, cfg.calibration_dir or DEFAULT_CALIBRATION_DIR)
 
 
 @dataclass(frozen=True)
@@ -366,6 +344,7 @@ def make_env(cfg: CollectConfig, seed: int):
         return cell, cell.sim_env
     from actors.camera import CameraError
     from actors.feetech.bus import BusError
+    from pipelines.robot import camera_sources
 
     try:
         cell = ArmWorkcell.real(

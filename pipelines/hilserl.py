@@ -254,23 +254,15 @@ def _encoder(cfg: HilserlConfig) -> tuple[str, object | None]:
     raise DatasetError(f"--encoder {spec!r}: drqv2 or frozen:CHECKPOINT")
 
 
-def _camera_sources(values: list[str]) -> dict:
-    specs = {}
-    for value in values:
-        name, sep, source = value.partition("=")
-        if not sep or not name or not source:
-            raise DatasetError(f"--camera {value!r}: expected NAME=SOURCE (e.g. front=0)")
-        specs[f"observation.images.{name}"] = int(source) if source.isdigit() else source
-    return specs
-
-
 def resolve(cfg: HilserlConfig, gpu: bool) -> Resolved:
     """Check the inputs that need no cluster; a one-line DatasetError for each problem."""
     _check_numbers(cfg)
     robot = _robot_kind(cfg)
     if robot == "real" and cfg.reward == "sim":
         raise DatasetError("a real arm has no simulator to reward it: use --reward classifier")
-    sources = _camera_sources(cfg.camera)
+    from pipelines.robot import camera_sources
+
+    sources = camera_sources(cfg.camera)
     if robot == "real" and not sources:
         raise DatasetError("a real arm needs its cameras: --camera front=0 --camera wrist=2")
     if cfg.encoder is None and not gpu:

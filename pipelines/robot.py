@@ -34,8 +34,9 @@ from pipelines.dataset import V21, V30, DatasetError, default_codec_note, resolv
 CAMERA_PREFIX = "observation.images."
 
 
-class RobotError(Exception):
-    """A one-line problem with the arms, cameras or options."""
+class RobotError(DatasetError):
+    """A one-line problem with the arms, cameras or options (a DatasetError, so that every job
+    that drives an arm reports it as it reports its other input problems)."""
 
 
 def _calibration(arm_id: str | None, directory: str, sim: bool):
@@ -45,6 +46,11 @@ def _calibration(arm_id: str | None, directory: str, sim: bool):
         return EMULATED_CALIBRATION
     if arm_id is None:
         raise RobotError("--follower-id/--leader-id (or --arm-id): which calibration to use")
+    return arm_calibration(arm_id, directory)
+
+
+def arm_calibration(arm_id: str, directory: str):
+    """The calibration `flywheel robot calibrate` recorded for `arm_id` in `directory`."""
     try:
         return load_calibration(arm_id, directory)
     except FileNotFoundError:
@@ -221,13 +227,15 @@ class _SimHand:
 # --------------------------------------------------------------------------- teleop
 
 
-def _camera_specs(values: list[str]) -> dict[str, int | str]:
+def camera_sources(values: list[str]) -> dict[str, int | str]:
+    """`--camera front=0 --camera wrist=/dev/video2` -> {observation.images.front: 0, ...}."""
     specs = {}
     for value in values:
         name, sep, source = value.partition("=")
         if not sep or not name or not source:
             raise RobotError(f"--camera {value!r}: expected NAME=SOURCE (e.g. front=0)")
-        specs[CAMERA_PREFIX + name] = int(source) if source.isdigit() else source
+        key = name if name.startswith(CAMERA_PREFIX) else CAMERA_PREFIX + name
+        specs[key] = int(source) if source.isdigit() else source
     return specs
 
 
@@ -244,12 +252,12 @@ def teleop(args) -> int:
     sim = args.sim or (args.follower_port is None and args.leader_port is None)
     if not sim and (args.follower_port is None or args.leader_port is None):
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
-    camera_specs = _camera_specs(args.camera)
+    camera_specs = camera_sources(args.camera)
     if args.steps_after_success < 0:
         raise RobotError(f"--steps-after-success {args.steps_after_success}: at least 0")
+    if args.format not in (None, V21, V30):
+        raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
     try:
-        if args.format not in (None, V21, V30):
-            raise RobotError(f"--format {args.format!r}: {V21} or {V30}")
         vcodec = None if args.vcodec is None else resolve_video_codec(args.vcodec)
     except DatasetError as e:
         raise RobotError(f"--vcodec: {e}") from None
