@@ -55,6 +55,7 @@ class CollectorConfig:
     reward_app: str = "reward"  # the Serve application scoring frames (--reward classifier)
     reward_url: str | None = None  # or its HTTP endpoint
     terminate_on_success: bool = True
+    success_frames: int = 1  # classifier: consecutive frames it must call a success
     max_episode_steps: int | None = None
     robot: str = "sim"  # sim | emulated | real
     follower_port: str | None = None
@@ -84,8 +85,31 @@ class FrameStack:
         return {key: np.stack([f[key] for f in self.frames]) for key in self.frames[0]}
 
 
+class SuccessStreak:
+    """A success only after `frames` consecutive frames the classifier called one.
+
+    A policy that meets a learned reward searches for the frames the classifier gets wrong: in
+    the simulator, a single frame of the closing gripper with the cube, far below, centered
+    between its fingers in the wrist camera, where one frame later the classifier says no
+    again. Asking for the verdict on 2-3 frames in a row (`--success-frames`) takes such
+    one-frame flickers away; a true grasp holds for as long as the cube stays up.
+    """
+
+    def __init__(self, frames: int = 1):
+        self.frames = int(frames)
+        self.run = 0
+
+    def reset(self) -> None:
+        self.run = 0
+
+    def update(self, success: bool) -> bool:
+        self.run = self.run + 1 if success else 0
+        return self.run >= self.frames
+
+
 class RewardSource:
-    """The served classifier's reward for a frame: 1.0 when it says success, else 0.0.
+    """The served classifier's reward for a frame: 1.0 when it says success (on the last
+    `success_frames` frames in a row, `SuccessStreak`), else 0.0; `reset()` at each episode.
 
     Through the Serve application's handle (`reward_app`) or its HTTP endpoint (`reward_url`),
     with the client's retries; only the cameras the classifier takes are sent.
@@ -103,10 +127,14 @@ class RewardSource:
             self.client = HandleRewardClient(app_name=cfg.reward_app, **patience)
             info = self.client.handle.info.remote().result(timeout_s=60)
         self.cameras = list(info["cameras"])
+        self.streak = SuccessStreak(cfg.success_frames)
+
+    def reset(self) -> None:
+        self.streak.reset()
 
     def __call__(self, obs: dict) -> float:
         answer = self.client.score({k: obs[k] for k in self.cameras})
-        return 1.0 if answer["success"] else 0.0
+        return 1.0 if self.streak.update(bool(answer["success"])) else 0.0
 
 
 def replay_frame(obs: dict, cameras: list[str], encoder=None) -> dict:
@@ -202,6 +230,8 @@ class SimRollout:
         cfg = self.cfg
         builder = EpisodeBuilder(cfg, self.encoder)
         obs, info = self.env.reset(seed=seed)
+        if hasattr(self.reward, "reset"):
+            self.reward.reset()
         if self.operator is not None:
             self.operator.reset(seed)
         stacked = [builder.observe(obs, first=True)]

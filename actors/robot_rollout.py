@@ -166,6 +166,8 @@ class RobotRollout:
         self._go_home(dt)
         if self.robot is not None:
             ray.get(self.robot.reset.remote(seed))
+        if hasattr(self.reward, "reset"):
+            self.reward.reset()
         builder = EpisodeBuilder(cfg, self.encoder)
         obs = self._observe()
         ray.get(self.leader.follow.remote(obs["observation.state"]))

@@ -14,9 +14,12 @@
    Ray Train), served (`flywheel serve-reward`, Ray Serve) and asked over HTTP about every frame
    of the held-out test episodes, by four robots at once;
 7. HIL-SERL (`flywheel hilserl`) for a short run in the simulator: the served classifier decides
-   the rewards and the episode ends, the simulated operator takes over when the policy drifts,
-   the classifier's image encoder (frozen) feeds the actor and critic; the intervention rate of
-   the first episodes against the last shows the operator being needed less;
+   the rewards and the episode ends (a success on 3 frames in a row, `--success-frames 3`: the
+   demo's small classifier has single frames a policy learns to exploit), the simulated
+   operator takes over when the policy drifts, the step-3 estimator's image encoder (frozen)
+   feeds the actor and critic; the intervention rate of the first episodes against the last
+   shows the operator being needed less, and the simulator's own success says whether the
+   classifier's successes were real;
 8. a 3-trial Ray Tune sweep (`flywheel sweep reward-threshold`) over the classifier's decision
    threshold on the held-out frames: its table and metric-against-parameter plot.
 
@@ -312,6 +315,7 @@ def reward_classifier(d: Demo) -> str:
 def hilserl_with_served_reward(d: Demo) -> str:
     """HIL-SERL with the step-6 classifier served as the reward, the simulated operator on."""
     clf = d.need(6)
+    estimator = d.need(3)["checkpoint"]
     a = d.args
     from ray import serve
 
@@ -321,7 +325,7 @@ def hilserl_with_served_reward(d: Demo) -> str:
     print(
         f"  {a.hilserl_steps} env steps in the simulator, 1 collector, the simulated operator; "
         "reward and episode ends from the served classifier (Ray Serve, through its handle); "
-        "the classifier's image encoder frozen under the actor and critic"
+        "the step-3 estimator's image encoder frozen under the actor and critic"
     )
     serve_reward(
         ServeConfig(
@@ -335,8 +339,9 @@ def hilserl_with_served_reward(d: Demo) -> str:
     try:
         result = hilserl.run(
             hilserl.HilserlConfig(
-                encoder=f"frozen:{clf['checkpoint']}",
+                encoder=f"frozen:{estimator}",
                 reward="classifier",
+                success_frames=3,
                 steps=a.hilserl_steps,
                 checkpoint_every=a.hilserl_steps,
                 name="demo-hilserl",

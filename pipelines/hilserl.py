@@ -75,6 +75,7 @@ RESUME_KEYS = (
     "offline_dataset",
     "reward",
     "terminate_on_success",
+    "success_frames",
     "stddev_schedule",
     "clip_target_q",
     "updates_per_step",
@@ -123,6 +124,7 @@ class HilserlConfig:
     reward_app: str = "reward"
     reward_url: str | None = None
     terminate_on_success: bool = True
+    success_frames: int = 1
     operator: bool = True
     record: bool = True
     silent_after_s: float = 120.0
@@ -176,6 +178,7 @@ def _check_numbers(cfg: HilserlConfig) -> None:
         ("--random-steps", cfg.random_steps, 0),
         ("--max-lag", cfg.max_lag, 0),
         ("--fps", cfg.fps, 1),
+        ("--success-frames", cfg.success_frames, 1),
     ):
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
@@ -341,6 +344,8 @@ def check_run(cfg: HilserlConfig, settings: dict) -> dict | None:
             raise DatasetError(f"{cfg.run_dir}: exists and is not a folder")
         return None
     have = read_meta(path, LEARNER_KIND).get("run", {})
+    # a run from before an option existed trained as its default
+    have = {k: getattr(HilserlConfig(), k) for k in RESUME_KEYS if k not in have} | have
     differ = [
         f"{k} {have.get(k)!r} (this command: {settings[k]!r})"
         for k in RESUME_KEYS
@@ -637,6 +642,7 @@ def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: floa
             reward_app=cfg.reward_app,
             reward_url=cfg.reward_url,
             terminate_on_success=cfg.terminate_on_success,
+            success_frames=cfg.success_frames,
             robot=res.robot,
             follower_port=cfg.follower_port,
             leader_port=cfg.leader_port,
@@ -853,6 +859,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="a success ends the episode (default: yes)",
+    )
+    p.add_argument(
+        "--success-frames",
+        type=int,
+        default=1,
+        help="classifier reward: consecutive frames it must call a success (default 1)",
     )
     p.add_argument("--no-operator", action="store_true", help="(sim) no simulated operator")
     p.add_argument("--no-record", action="store_true", help="do not record the online episodes")

@@ -132,6 +132,17 @@ def test_classifier_reward_decides_reward_and_end(tmp_path):
     assert len(calls) == 30
 
 
+def test_a_classifier_success_counts_after_its_consecutive_frames():
+    from actors.collector import SuccessStreak
+
+    streak = SuccessStreak(3)
+    said = [True, True, False, True, True, True, True]
+    assert [streak.update(s) for s in said] == [False, False, False, False, False, True, True]
+    streak.reset()
+    assert streak.update(True) is False
+    assert [SuccessStreak(1).update(s) for s in (True, False)] == [True, False]
+
+
 def make_learner(tmp_path, encoder, **kw):
     cfg = LearnerConfig(
         run_dir=str(tmp_path / "run"),
