@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
     p.add_argument(
         "--classifier-steps", type=int, default=60, help="reward classifier training steps (60)"
     )
-    p.add_argument("--hilserl-steps", type=int, default=2500, help="HIL-SERL env steps (2500)")
+    p.add_argument("--hilserl-steps", type=int, default=5000, help="HIL-SERL env steps (5000)")
     p.add_argument("--ray-address", default=None)
     p.add_argument("--no-mlflow", action="store_true")
     args = p.parse_args(argv)
