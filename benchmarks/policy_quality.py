@@ -302,8 +302,9 @@ def figure(arms: dict, path: Path) -> None:
 
     names = list(arms)
     rates = [100 * arms[n]["success_rate"] for n in names]
-    low = [r - 100 * arms[n]["ci95"][0] for r, n in zip(rates, names, strict=True)]
-    high = [100 * arms[n]["ci95"][1] - r for r, n in zip(rates, names, strict=True)]
+    # (max: a Wilson bound at 0 % or 100 % equals the rate up to rounding)
+    low = [max(0.0, r - 100 * arms[n]["ci95"][0]) for r, n in zip(rates, names, strict=True)]
+    high = [max(0.0, 100 * arms[n]["ci95"][1] - r) for r, n in zip(rates, names, strict=True)]
     fig, ax = plt.subplots(figsize=(9, 3.6))
     colors = ["#888" if n in ("bc", "expert") else "#3a7" for n in names]
     ax.bar(names, rates, yerr=[low, high], capsize=3, color=colors)

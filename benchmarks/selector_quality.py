@@ -72,12 +72,13 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--temperature", type=float, default=0.25)
     p.add_argument("--critical", default="grasp+every:5")
+    p.add_argument("--approver", default="progress", help="collect's --approver (progress:T)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/selector_quality.json"))
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    common = {"image_size": args.image_size, "critical": args.critical}
+    common = {"image_size": args.image_size, "critical": args.critical, "approver": args.approver}
     train_ds = collected(
         work / "train_random", episodes=args.train_episodes, seed=args.seed, **common
     )
