@@ -29,7 +29,6 @@ Also `python -m pipelines.estimate` (for `ray job submit`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from pipelines.dataset import (
     write_parquet,
 )
 from pipelines.estimator_data import lookahead, resize
-from pipelines.training import job_error
+from pipelines.training import run_job
 
 
 @dataclass
@@ -351,13 +350,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel estimate") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = EstimateConfig(**vars(args))
-    try:
-        result = run(cfg)
-    except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
-        if cause is None:
-            raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+    result = run_job(run, cfg, prog)
+    if result is None:
         return 2
     rate = result.frames / result.seconds if result.seconds else 0.0
     print(

@@ -14,13 +14,12 @@ Also `python -m pipelines.train_classifier` (for `ray job submit`).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from pipelines.classifier.labels import success_csv_path
 from pipelines.classifier.train import TrainConfig, run
 from pipelines.encoders import spatial_encoders
-from pipelines.training import job_error
+from pipelines.training import run_job
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -76,13 +75,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-classifi
     cfg = TrainConfig(
         **{k: v for k, v in vars(args).items() if k != "no_mlflow"}, mlflow=not args.no_mlflow
     )
-    try:
-        result = run(cfg)
-    except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
-        if cause is None:
-            raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+    result = run_job(run, cfg, prog)
+    if result is None:
         return 2
     if cfg.labels is None and success_csv_path(cfg.dataset).exists():
         print(f"note: labeled from next.reward; {success_csv_path(cfg.dataset)} exists (--labels)")

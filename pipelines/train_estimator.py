@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -38,13 +37,13 @@ from pipelines.tracking import check_tracking_uri
 from pipelines.training import (
     check_resume,
     fit,
-    job_error,
     learning_rate,
     load_state,
     meta_name,
     read_meta,
     report_if_finished,
     resume_in_worker,
+    run_job,
     write_checkpoint,
 )
 
@@ -405,13 +404,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
     cfg = TrainConfig(
         **{k: v for k, v in vars(args).items() if k != "no_mlflow"}, mlflow=not args.no_mlflow
     )
-    try:
-        result = run(cfg)
-    except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
-        if cause is None:
-            raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+    result = run_job(run, cfg, prog)
+    if result is None:
         return 2
     m = result.metrics
     if m.get("resumed_from") == result.step:

@@ -12,7 +12,6 @@ Also `python -m pipelines.train_policy` (for `ray job submit`).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from pipelines.policy.data import DEFAULT_DATA_TYPE_WEIGHTS
@@ -25,7 +24,7 @@ from pipelines.policy.train import (
     run,
 )
 from pipelines.policy.weighting import WEIGHTINGS
-from pipelines.training import job_error
+from pipelines.training import run_job
 
 D = TrainPolicyConfig("")
 
@@ -163,13 +162,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-policy")
         mlflow=not args.no_mlflow,
         augment=not args.no_augment,
     )
-    try:
-        result = run(cfg)
-    except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
-        if cause is None:
-            raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+    result = run_job(run, cfg, prog)
+    if result is None:
         return 2
     m = result.metrics
     if m.get("resumed_from") == result.step:

@@ -18,7 +18,6 @@ The checkpoint is the `learned` selector's scorer: `flywheel collect --selector 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,10 +31,10 @@ from pipelines.selector_model import KIND, ApprovalConfig, normalization_stats
 from pipelines.training import (
     check_resume,
     fit,
-    job_error,
     learning_rate,
     read_meta,
     resume_in_worker,
+    run_job,
     write_checkpoint,
 )
 
@@ -323,13 +322,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-selector") -> int:
     args = build_parser(prog).parse_args(argv)
     cfg = TrainSelectorConfig(**vars(args))
-    try:
-        result = run(cfg)
-    except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
-        if cause is None:
-            raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+    result = run_job(run, cfg, prog)
+    if result is None:
         return 2
     m = result.metrics
     extra = (

@@ -205,6 +205,21 @@ def fit(
     return trainer.fit()
 
 
+def run_job(run: Callable, cfg, prog: str):
+    """`run(cfg)`, or None after printing the user's mistake (`job_error`) in one line on
+    stderr: what every job's CLI does before it exits with code 2."""
+    import sys
+
+    try:
+        return run(cfg)
+    except Exception as e:  # the user's mistake, in the driver or the workers: one line
+        cause = job_error(e)
+        if cause is None:
+            raise
+        print(f"{prog}: error: {cause}", file=sys.stderr)
+        return None
+
+
 def job_error(e: BaseException) -> Exception | None:
     """What a job's CLI reports in one line (exit code 2) for an exception from its `run()`:
     the user's mistake (a dataset, a cluster address, a tracking URI), raised in the driver or
