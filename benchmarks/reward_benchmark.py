@@ -2,17 +2,20 @@
 
 * **Latency**: 4 simulated robots, each asking for a reward at 10 Hz (on its own fixed
   schedule, phases drawn at random) for `--duration` seconds, over HTTP (JSON with PNG images,
-  as `serving.client.HTTPRewardClient` sends them; also a raw .npy body) and through the
-  DeploymentHandle; p50, p99 and max of the round trip as a robot sees it (encoding included),
-  for each encoder (`small_convnet`, the default, and `resnet10`), two 128 x 128 cameras. The
-  endpoint is `flywheel serve-reward`'s default: one replica, one CPU and one torch thread,
-  `--max-batch-size 8`, `--batch-wait-timeout-s 0.002`. Target: p99 <= 20 ms on this 2-core
-  CPU.
+  as `serving.client.HTTPRewardClient` sends them; also a raw .npy body), both through Serve's
+  proxy (`--port`) and to the replica directly (`--direct-port`, Serve's direct ingress), and
+  through the DeploymentHandle; p50, p99 and max of the round trip as a robot sees it
+  (encoding included), for each encoder (`small_convnet`, the default, and `resnet10`), two
+  128 x 128 cameras. The endpoint is `flywheel serve-reward`'s default: one replica, one CPU
+  and one torch thread, `--max-batch-size 8`, `--batch-wait-timeout-s 0.002`, plus
+  `--direct-port`. Target: p99 <= 20 ms on this 2-core CPU.
 * **Batching**: requests/s through the handle with 16 callers asking back to back, batched
-  (`max_batch_size=8`) against `max_batch_size=1`.
-* **Overload**: an open loop over HTTP at twice the batched capacity for `--duration` s: the
-  share of 503s, latency of the answered requests, the replica's and the proxy's memory, and
-  whether the endpoint answers afterwards.
+  (`max_batch_size=8`) against `max_batch_size=1`; and batched over HTTP to the replica
+  directly (`.npy`).
+* **Overload**: an open loop over HTTP at twice the batched capacity for `--duration` s,
+  through the proxy (twice the handle's) and then to the replica directly (twice its own):
+  the share of 503s, latency of the answered requests, the replica's and the proxy's memory,
+  and whether the endpoint answers afterwards.
 * **Training**: samples/s of the classifier's training step (balanced batch of 32, random
   shift, forward, backward, AdamW) in one process with 2 torch threads, for each encoder.
 
@@ -20,6 +23,7 @@ Latency does not depend on the weights: the endpoint serves untrained checkpoint
 depend on what else runs on the machine: run it on a quiet machine for figures.
 
     python benchmarks/reward_benchmark.py [--duration 20] [--encoders small_convnet,resnet10]
+        [--port 8000] [--direct-port 30000]
 
 Writes benchmarks/results/reward.json.
 """
@@ -43,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines.classifier.model import ClassifierConfig, RewardClassifier, save_model  # noqa: E402
 from serving.client import HandleRewardClient, HTTPRewardClient, encode_png  # noqa: E402
-from serving.reward import APP_NAME, ServeConfig, serve_reward  # noqa: E402
+from serving.reward import APP_NAME, ServeConfig, direct_urls, serve_reward  # noqa: E402
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 SIZE = 128
@@ -111,12 +115,12 @@ def robots(make_client, frames, count=4, hz=10.0, duration=20.0) -> dict:
     return {**percentiles(latencies), "errors": len(errors), "robots": count, "hz": hz}
 
 
-def closed_loop(handle, frames, callers=16, duration=10.0) -> float:
-    """Requests/s with `callers` threads asking back to back through the handle."""
+def closed_loop(make_client, frames, callers=16, duration=10.0) -> float:
+    """Requests/s with `callers` threads asking back to back, each with its own client."""
     done, stop = [0] * callers, threading.Event()
 
     def caller(i):
-        client = HandleRewardClient(handle)
+        client = make_client()
         while not stop.is_set():
             client.score(frames[done[i] % len(frames)])
             done[i] += 1
@@ -250,6 +254,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds per measurement")
     p.add_argument("--encoders", default="small_convnet,resnet10")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--direct-port", type=int, default=30000)
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reward.json"))
     args = p.parse_args()
@@ -257,11 +262,14 @@ def main() -> None:
     import torch
     from ray import serve
 
-    from pipelines.cluster import connect
-
-    connect()
     frames = sim_frames()
     url = f"http://127.0.0.1:{args.port}/reward"
+
+    def start(checkpoint, **options):  # serve_reward starts Ray, with direct ingress, at first
+        cfg = ServeConfig(checkpoint, port=args.port, direct_port=args.direct_port, **options)
+        handle = serve_reward(cfg)
+        return handle, direct_urls(cfg)[0]
+
     results = {
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "duration_s": args.duration,
@@ -275,30 +283,38 @@ def main() -> None:
                 ClassifierConfig(cameras=CAMS, image_size=SIZE, encoder=encoder)
             )
             checkpoint = save_model(Path(tmp) / encoder, model, name=f"untrained-{encoder}")
-            handle = serve_reward(ServeConfig(checkpoint=checkpoint, port=args.port))
-            for c in (HTTPRewardClient(url), HandleRewardClient(handle)):  # warm up
-                for f in frames:
+            handle, direct = start(checkpoint)
+            for c in (HTTPRewardClient(url), HTTPRewardClient(direct), HandleRewardClient(handle)):
+                for f in frames:  # warm up
                     c.score(f)
-            lat = {
-                "http_json_png": robots(
-                    lambda: HTTPRewardClient(url), frames, duration=args.duration
-                ),
-                "http_npy": robots(
-                    lambda: HTTPRewardClient(url, body="npy", cameras=CAMS),
+            lat = {}
+            for name, at in (("http", url), ("direct_http", direct)):
+                lat[f"{name}_json_png"] = robots(
+                    lambda at=at: HTTPRewardClient(at), frames, duration=args.duration
+                )
+                lat[f"{name}_npy"] = robots(
+                    lambda at=at: HTTPRewardClient(at, body="npy", cameras=CAMS),
                     frames,
                     duration=args.duration,
-                ),
-                "handle": robots(
-                    lambda h=handle: HandleRewardClient(h), frames, duration=args.duration
-                ),
-            }
+                )
+            lat.update(
+                {
+                    "handle": robots(
+                        lambda h=handle: HandleRewardClient(h), frames, duration=args.duration
+                    ),
+                }
+            )
             results["latency"][encoder] = lat
             print(encoder, json.dumps(lat), flush=True)
             if encoder == "small_convnet":
-                batched = closed_loop(handle, frames, duration=args.duration / 2)
-                serve_reward(ServeConfig(checkpoint=checkpoint, port=args.port, max_batch_size=1))
+                batched = closed_loop(
+                    lambda h=handle: HandleRewardClient(h), frames, duration=args.duration / 2
+                )
+                start(checkpoint, max_batch_size=1)
                 single = closed_loop(
-                    serve.get_app_handle(APP_NAME), frames, duration=args.duration / 2
+                    lambda: HandleRewardClient(serve.get_app_handle(APP_NAME)),
+                    frames,
+                    duration=args.duration / 2,
                 )
                 results["batching"] = {
                     "callers": 16,
@@ -307,9 +323,19 @@ def main() -> None:
                     "speedup": round(batched / single, 2),
                 }
                 print("batching", results["batching"], flush=True)
-                serve_reward(ServeConfig(checkpoint=checkpoint, port=args.port))
+                _, direct = start(checkpoint)
                 results["overload"] = open_loop(url, frames, 2 * batched, args.duration)
                 print("overload", results["overload"], flush=True)
+                direct_rps = closed_loop(
+                    lambda at=direct: HTTPRewardClient(at, body="npy", cameras=CAMS),
+                    frames,
+                    duration=args.duration / 2,
+                )
+                results["batching"]["direct_http_npy_rps"] = round(direct_rps, 1)
+                results["overload_direct"] = open_loop(
+                    direct, frames, 2 * direct_rps, args.duration
+                )
+                print("overload_direct", results["overload_direct"], flush=True)
             serve.delete(APP_NAME)
         serve.shutdown()
         ray.shutdown()

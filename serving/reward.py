@@ -27,6 +27,21 @@ Handle (Ray actors, e.g. HIL-SERL collectors): `serve.get_app_handle("reward").s
 Replicas take a GPU each when the cluster has GPUs (`--gpus-per-replica`), and scale between
 `--min-replicas` and `--max-replicas` with Serve's autoscaler when those are given.
 
+Direct ingress (`--direct-port P`): every replica also answers the same HTTP API itself, on
+port P (the next replica on P + 1, ...), on the same host. Through Serve's proxy a request
+costs two Ray calls more than the model (the proxy forwards it to the replica, which calls the
+proxy back for the body), ~7 ms on a 2-core CPU; a robot asking a replica directly skips both.
+Serve's proxy on `--port` stays the entry that spreads requests over replicas. This is Ray
+Serve 2.60's direct ingress (`RAY_SERVE_ENABLE_DIRECT_INGRESS=1`): serve-reward sets it when it
+starts its own Ray; a cluster it joins must have been started with it (and
+`RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT` = P), or `--direct-port` is a one-line error. Two of
+Serve's settings there exist for a load balancer (HAProxy) in front of the replicas, and none
+is in front here: the 30 s drain of a stopping replica is shortened to 2 s, and a dead
+replica's port is not held back for 150 s (`RAY_SERVE_PORT_QUARANTINE_S=0`), so that its
+replacement comes back on the same port and a client's retries reach it. The replicas' ports
+are read from Serve's controller (`get_target_groups`, what Ray's HAProxy integration reads),
+which is not public API: Ray is pinned at 2.60.
+
 `build_app(args)` is the application builder `serving/reward.yaml` names, for `serve run` and a
 KubeRay RayService's `serveConfigV2`; `flywheel serve-reward` builds the same application.
 The deployment takes its model loader as a constructor argument (`loader(checkpoint) ->` an
@@ -361,6 +376,7 @@ class ServeConfig:
     gpus_per_replica: float | None = None  # None: 1 per replica when the cluster has GPUs
     threads: int | None = None
     resize: bool = False
+    direct_port: int | None = None  # each replica also answers HTTP itself from this port on
     ray_address: str | None = None
 
     def app_config(self) -> RewardAppConfig:
@@ -406,6 +422,8 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
         read_meta(cfg.checkpoint, KIND)  # a one-line error for anything but a classifier
     if not 1 <= cfg.port <= 65535:
         raise ValueError(f"--port {cfg.port}: 1 to 65535")
+    if cfg.direct_port is not None:
+        _check_direct_port(cfg)
     connect(cfg.ray_address)
     from pipelines.cluster import quiet
 
@@ -428,9 +446,79 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
         # its HTTP proxy did not come up in time (a busy machine): the controller is up and
         # starts another proxy, which `wait_for_http` below waits for
         serve.start(http_options=http)
+    if cfg.direct_port is not None and not _direct_ingress_enabled():
+        raise ValueError(
+            f"--direct-port {cfg.direct_port}: Serve on this Ray cluster runs without direct "
+            "ingress; start the cluster with RAY_SERVE_ENABLE_DIRECT_INGRESS=1 and "
+            f"RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT={cfg.direct_port}, or leave --direct-port out"
+        )
     handle = serve.run(reward_app(app_cfg, loader), name=cfg.name, route_prefix=cfg.route_prefix)
     wait_for_http(cfg.host, cfg.port)
+    if cfg.direct_port is not None:
+        for url in direct_urls(cfg, wait_s=180.0):
+            host, _, port = url.split("/")[2].rpartition(":")
+            wait_for_http(host.strip("[]"), int(port))
     return handle
+
+
+def _check_direct_port(cfg: ServeConfig) -> None:
+    """Check `--direct-port` before anything starts; set up direct ingress for the local Ray
+    cluster this process is about to start (environment variables its processes inherit)."""
+    import os
+
+    import ray
+
+    port = cfg.direct_port
+    if not 1 <= port <= 65535 or port == cfg.port:
+        raise ValueError(f"--direct-port {port}: 1 to 65535, and not --port {cfg.port}")
+    joins = ray.is_initialized() or cfg.ray_address or os.environ.get("RAY_ADDRESS")
+    if not joins:  # (on a cluster it joins, its replicas may hold the port already)
+        if not port_free(cfg.host, port):
+            raise ValueError(f"--direct-port {port}: {cfg.host}:{port} is already in use")
+        os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1"
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] = str(port)
+        os.environ["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] = str(min(65535, port + 999))
+        os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+        os.environ.setdefault("RAY_SERVE_PORT_QUARANTINE_S", "0")  # a replacement reuses P
+
+
+def _direct_ingress_enabled() -> bool:
+    import ray
+
+    controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    probe = controller.__ray_call__.remote(lambda c: bool(getattr(c, "_direct_ingress_enabled", 0)))
+    return bool(ray.get(probe, timeout=60))
+
+
+def direct_urls(cfg: ServeConfig, wait_s: float = 0.0) -> list[str]:
+    """The URLs at which the replicas of `cfg.name` answer directly (`--direct-port`), waiting
+    up to `wait_s` for every running replica to have its port; a ClusterError if none has."""
+    import ray
+
+    from pipelines.cluster import ClusterError
+
+    controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    end = time.monotonic() + wait_s
+    while True:
+        groups = ray.get(controller.get_target_groups.remote(cfg.name), timeout=60)
+        targets = [
+            t
+            for g in groups
+            if g.app_name == cfg.name and str(getattr(g.protocol, "value", g.protocol)) == "HTTP"
+            for t in g.targets
+            if t.name.startswith("SERVE_REPLICA::")
+        ]
+        if targets or time.monotonic() >= end:
+            break
+        time.sleep(0.2)
+    if not targets:
+        raise ClusterError(f"no replica of {cfg.name!r} answers directly (direct ingress is off)")
+    urls = []
+    for t in sorted(targets, key=lambda t: t.port):
+        host = t.ip if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+        host = f"[{host}]" if ":" in host else host
+        urls.append(f"http://{host}:{t.port}{cfg.route_prefix}")
+    return urls
 
 
 def wait_for_http(host: str, port: int, deadline_s: float = 180.0) -> None:
@@ -498,6 +586,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per replica")
     p.add_argument("--resize", action="store_true", help="accept other image sizes and resize")
+    p.add_argument(
+        "--direct-port",
+        type=int,
+        default=None,
+        help="each replica also answers HTTP itself from this port on, skipping Serve's proxy "
+        "(the lowest latency; Ray Serve's direct ingress)",
+    )
     p.add_argument("--name", default=APP_NAME, help=f"Serve application name ({APP_NAME})")
     p.add_argument("--ray-address", default=None)
     return p
@@ -521,6 +616,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward")
     print(f"Serving {info['model']} at {url} (threshold {info['threshold']:.4f})")
     print(f"  cameras {info['cameras']}, {info['image_size']}x{info['image_size']}")
     print(f"  health: http://{host}:{cfg.port}/-/healthz")
+    if cfg.direct_port is not None:
+        for direct in direct_urls(cfg):
+            print(f"  direct (a replica, no proxy): {direct}")
     print(
         f"  curl -s {url} -H 'Content-Type: application/json' -d "
         f'"{{\\"images\\": {{\\"{first}\\": \\"$(base64 -w0 {first}.png)\\", ...}}}}"'

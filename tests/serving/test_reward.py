@@ -354,3 +354,108 @@ def test_a_killed_replica_is_replaced_and_clients_retry(endpoint):
     for c in clients:
         errors.update({s: n for s, n in getattr(c, "statuses", {}).items() if s != 200})
     assert sum(c.retried for c in clients) > 0, errors
+
+
+# ----------------------------------------------------------------------------- direct ingress
+
+
+def test_serve_reward_command_answers_on_its_direct_port(tmp_path):
+    """`python -m serving.reward CKPT --direct-port D` as a user runs it (its own Ray cluster,
+    started with Serve's direct ingress): the replica answers the same API on D, Serve's proxy
+    still answers on --port, a killed replica comes back on D, and SIGTERM stops it cleanly."""
+    import subprocess
+
+    torch.manual_seed(1)
+    model = RewardClassifier(ClassifierConfig(cameras=CAMS, image_size=SIZE))
+    checkpoint = save_model(tmp_path / "ckpt", model, name="direct")
+    local = load_reward_model(checkpoint, "cpu")
+    port, direct = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [sys.executable, "-m", "serving.reward", checkpoint, "--port", str(port)]
+    with socket.socket() as busy:  # a taken direct port: one line, before Ray starts
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        refused = subprocess.run(
+            [*command, "--direct-port", str(taken)],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip() == (
+        f"python -m serving.reward: error: --direct-port {taken}: 127.0.0.1:{taken} is "
+        "already in use"
+    )
+    proc = subprocess.Popen(
+        [*command, "--direct-port", str(direct), "--cpus-per-replica", "0"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        _wait_for(
+            lambda: any("Ctrl-C" in s for s in lines) or proc.poll() is not None,
+            400,
+            "serve-reward to start",
+        )
+        assert proc.poll() is None, "".join(lines)
+        url = f"http://127.0.0.1:{direct}/reward"
+        assert any(f"direct (a replica, no proxy): {url}" in s for s in lines), "".join(lines)
+        frames = _frames(5)
+        want = float(local.probabilities(camera_batch(frames, CAMS, SIZE))[0])
+        for at in (url, f"http://127.0.0.1:{port}/reward"):
+            for body in ("json", "npy"):
+                answer = HTTPRewardClient(at, body=body, **PATIENT).score(frames)
+                assert answer["probability"] == pytest.approx(want, abs=1e-5)
+                assert answer["model"] == "direct@0 (small_convnet)"
+        status, reply = _post(direct, b"not an image")
+        assert status == 400 and b"neither JSON nor a .npy" in reply
+        assert _post(direct, b"", "GET", "/-/healthz")[0] == 200
+        # a killed replica is replaced on the same port, and a client's retries reach it
+        victim = _wait_for(lambda: _replica_pids(proc.pid), 120, "the replica's process")
+        os.kill(victim[0], signal.SIGKILL)
+        robot = HTTPRewardClient(url, retries=200, backoff_s=0.2, timeout_s=120, deadline_s=400)
+        answer = robot.score(frames)
+        assert answer["probability"] == pytest.approx(want, abs=1e-5)
+        assert _wait_for(lambda: _replica_pids(proc.pid), 120, "the new replica") != victim
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=300) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    reader.join(timeout=60)
+    assert any("Stopped." in s for s in lines), "".join(lines)
+
+
+def _replica_pids(root: int) -> list[int]:
+    """The Serve replica processes among the descendants of process `root`."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            todo.append(pid)
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if f.read().startswith(b"ray::ServeReplica"):
+                        found.append(pid)
+            except OSError:
+                continue
+    return sorted(found)

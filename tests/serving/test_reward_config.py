@@ -166,3 +166,16 @@ def test_serve_reward_errors_are_one_line(ray_cluster, tmp_path, capsys):
         assert reward.main([checkpoint, "--port", str(port)]) == 2
         err = capsys.readouterr().err
         assert f"127.0.0.1:{port} is already in use" in err and len(err.strip().splitlines()) == 1
+    assert reward.main([checkpoint, "--port", "8123", "--direct-port", "8123"]) == 2
+    assert "--direct-port 8123: 1 to 65535, and not --port 8123" in capsys.readouterr().err
+    # this session's Ray cluster was started without Serve's direct ingress
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        http, direct = a.getsockname()[1], b.getsockname()[1]
+    try:
+        assert reward.main([checkpoint, "--port", str(http), "--direct-port", str(direct)]) == 2
+    finally:
+        serve.shutdown()
+    err = capsys.readouterr().err
+    assert "runs without direct ingress" in err and len(err.strip().splitlines()) == 1
