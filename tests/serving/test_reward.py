@@ -46,10 +46,15 @@ CAPACITY = REPLICAS * ONGOING + QUEUED  # requests the endpoint holds at once
 
 
 class SlowLoader:
-    """The production loader, with `delay_s` of compute per batch (a slower model)."""
+    """The production loader, with `delay_s` of compute per batch (a slower model).
 
-    def __init__(self, delay_s: float):
+    While the file `hold` exists, every batch waits for it to go, and the replica marks that it
+    holds one (`<hold>.<pid>`): a test can then kill a replica that surely has requests in
+    flight."""
+
+    def __init__(self, delay_s: float, hold: str | None = None):
         self.delay_s = delay_s
+        self.hold = hold
 
     def __call__(self, checkpoint: str):
         model = load_reward_model(checkpoint, device="cpu")
@@ -57,6 +62,9 @@ class SlowLoader:
 
         def slow(images):
             time.sleep(self.delay_s)  # the model's compute time, not a synchronization
+            while self.hold and os.path.exists(self.hold):
+                open(f"{self.hold}.{os.getpid()}", "w").close()
+                time.sleep(0.01)
             return fast(images)
 
         model.probabilities = slow
@@ -72,6 +80,7 @@ class Endpoint:
     port: int
     handle: object
     local: object  # the same checkpoint, loaded here
+    hold: str  # SlowLoader's hold file
 
 
 def _free_port() -> int:
@@ -100,10 +109,15 @@ def endpoint(ray_cluster, tmp_path_factory):
         cpus_per_replica=0,
         threads=1,
     )
-    handle = serve_reward(cfg, loader=SlowLoader(0.03))
+    hold = str(tmp_path_factory.mktemp("hold") / "hold")
+    handle = serve_reward(cfg, loader=SlowLoader(0.03, hold))
     try:
         yield Endpoint(
-            f"http://127.0.0.1:{port}/reward", port, handle, load_reward_model(checkpoint, "cpu")
+            f"http://127.0.0.1:{port}/reward",
+            port,
+            handle,
+            load_reward_model(checkpoint, "cpu"),
+            hold,
         )
     finally:
         serve.shutdown()
@@ -330,7 +344,14 @@ def test_a_killed_replica_is_replaced_and_clients_retry(endpoint):
     try:
         _wait_for(lambda: len(answered) >= 20, 300, "answers before the kill")
         victim = sorted(replicas)[0]
-        os.kill(_pid(victim), signal.SIGKILL)
+        victim_pid = _pid(victim)
+        held = f"{endpoint.hold}.{victim_pid}"
+        open(endpoint.hold, "w").close()  # every batch waits: requests stay in flight
+        try:
+            _wait_for(lambda: os.path.exists(held), 300, "a batch in flight on the victim")
+            os.kill(victim_pid, signal.SIGKILL)
+        finally:
+            os.unlink(endpoint.hold)
         killed_at = len(answered)
 
         def replaced():
