@@ -471,6 +471,8 @@ def _check_direct_port(cfg: ServeConfig) -> None:
     port = cfg.direct_port
     if not 1 <= port <= 65535 or port == cfg.port:
         raise ValueError(f"--direct-port {port}: 1 to 65535, and not --port {cfg.port}")
+    if cfg.min_replicas == 0:
+        raise ValueError(f"--direct-port {port}: needs a replica running (--min-replicas >= 1)")
     joins = ray.is_initialized() or cfg.ray_address or os.environ.get("RAY_ADDRESS")
     if not joins:  # (on a cluster it joins, its replicas may hold the port already)
         if not port_free(cfg.host, port):
@@ -492,12 +494,14 @@ def _direct_ingress_enabled() -> bool:
 
 def direct_urls(cfg: ServeConfig, wait_s: float = 0.0) -> list[str]:
     """The URLs at which the replicas of `cfg.name` answer directly (`--direct-port`), waiting
-    up to `wait_s` for every running replica to have its port; a ClusterError if none has."""
+    up to `wait_s` for the replicas it starts with to have their ports; a ClusterError if none
+    has."""
     import ray
 
     from pipelines.cluster import ClusterError
 
     controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+    want = cfg.replicas if cfg.min_replicas is None else cfg.min_replicas
     end = time.monotonic() + wait_s
     while True:
         groups = ray.get(controller.get_target_groups.remote(cfg.name), timeout=60)
@@ -508,7 +512,7 @@ def direct_urls(cfg: ServeConfig, wait_s: float = 0.0) -> list[str]:
             for t in g.targets
             if t.name.startswith("SERVE_REPLICA::")
         ]
-        if targets or time.monotonic() >= end:
+        if len(targets) >= want or time.monotonic() >= end:
             break
         time.sleep(0.2)
     if not targets:
@@ -522,7 +526,8 @@ def direct_urls(cfg: ServeConfig, wait_s: float = 0.0) -> list[str]:
 
 
 def wait_for_http(host: str, port: int, deadline_s: float = 180.0) -> None:
-    """Wait until Serve's proxy answers `/-/healthz` on host:port; a ClusterError if it does not."""
+    """Wait until Serve (its proxy, or a replica's direct port) answers `/-/healthz` on
+    host:port; a ClusterError if it does not."""
     import http.client
 
     from pipelines.cluster import ClusterError

@@ -168,6 +168,13 @@ def test_serve_reward_errors_are_one_line(ray_cluster, tmp_path, capsys):
         assert f"127.0.0.1:{port} is already in use" in err and len(err.strip().splitlines()) == 1
     assert reward.main([checkpoint, "--port", "8123", "--direct-port", "8123"]) == 2
     assert "--direct-port 8123: 1 to 65535, and not --port 8123" in capsys.readouterr().err
+    assert (
+        reward.main(
+            [checkpoint, "--direct-port", "8124", "--min-replicas", "0", "--max-replicas", "2"]
+        )
+        == 2
+    )
+    assert "needs a replica running" in capsys.readouterr().err
     # this session's Ray cluster was started without Serve's direct ingress
     with socket.socket() as a, socket.socket() as b:
         a.bind(("127.0.0.1", 0))
