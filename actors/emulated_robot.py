@@ -23,7 +23,7 @@ import numpy as np
 from actors.feetech.bus import SO101_MOTORS
 from actors.feetech.calibration import MotorCalibration
 from actors.feetech.emulator import STS3215Emulator
-from actors.sim import kinematics as kin
+from pipelines.simulator import kinematics as kin
 
 REPLY_TIMEOUT_MS = 1000.0
 """Reply timeout for a bus on the emulated arms (`FeetechBus(timeout_ms=...)`, the arms'
@@ -85,8 +85,8 @@ class EmulatedSO101:
         servo_speed: float = 3000.0,
     ):
         """`servo_speed`: how fast the emulated servos move to their goals (counts/s)."""
-        from actors.sim import SO101Env
-        from actors.sim.render import Renderer
+        from pipelines.simulator import SO101Env
+        from pipelines.simulator.render import Renderer
 
         self._lock = threading.RLock()
         self.env = SO101Env(task, image_size=image_size, render_images=False)
@@ -157,7 +157,7 @@ class EmulatedSO101:
 
     def start_hand(self, kind: str = "expert", hz: float = 10.0, seed: int = 0) -> None:
         """A simulated operator moving the leader: the expert controller, acting on the world."""
-        from actors.sim.controllers import make_controller
+        from pipelines.simulator.controllers import make_controller
 
         if self._hand is not None:
             raise RuntimeError("the hand is already moving the leader")
@@ -177,14 +177,15 @@ class EmulatedSO101:
         self._hand.start()
 
     def start_operator(self, seed: int = 0, hz: float = 10.0, grab_deg: float = 12.0) -> None:
-        """A simulated HIL-SERL operator's hand on the leader (`actors.sim.controllers.Operator`).
+        """A simulated HIL-SERL operator's hand on the leader
+        (`pipelines.simulator.controllers.Operator`).
 
         It watches what the follower does to the world at `hz`; when the policy drifts it takes
         hold of the leader (pushes it `grab_deg` on wrist_roll, beyond `LeaderArm`'s grab
         threshold, until the leader's torque goes off) and moves it as the expert would, until
         it hands back; then it lets go (the leader stays still, which ends the intervention).
         """
-        from actors.sim.controllers import Operator
+        from pipelines.simulator.controllers import Operator
 
         if self._hand is not None:
             raise RuntimeError("the hand is already moving the leader")

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines import synth  # noqa: E402
 from pipelines.classifier.data import load_frames  # noqa: E402
+from pipelines.classifier.driver import TrainConfig, run  # noqa: E402
 from pipelines.classifier.labels import read_success_csv, success_csv_path  # noqa: E402
 from pipelines.classifier.metrics import binary_metrics  # noqa: E402
 from pipelines.classifier.model import load_reward_model  # noqa: E402
-from pipelines.classifier.train import TrainConfig, run  # noqa: E402
 from pipelines.dataset import LeRobotDataset  # noqa: E402
 
 SMALL_MIX = "expert=0.6,hesitant=0.2,noisy=0.2"

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines import estimate, synth, train_estimator  # noqa: E402
 from pipelines.dataset import LeRobotDataset, write_parquet  # noqa: E402
-from pipelines.estimator_data import advantages, lookahead, resize  # noqa: E402
+from pipelines.estimator.data import advantages, lookahead  # noqa: E402
+from pipelines.vision.images import resize  # noqa: E402
 
 
 def reference_loop(ds: LeRobotDataset, checkpoint: str, out_dir: str, batch: int = 64) -> int:
@@ -103,7 +104,7 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="flywheel-estimator-bench-"))
     root = work / "dataset"
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     connect(None)
     if not (root / "meta" / "info.json").exists():

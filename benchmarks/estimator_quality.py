@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipelines import estimate, label, synth, train_estimator  # noqa: E402
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns  # noqa: E402
-from pipelines.estimator_data import split_episodes  # noqa: E402
+from pipelines.runtime.training import split_episodes  # noqa: E402
 
 
 def labels_of(root: Path, data_dir: str, episodes: list[int]) -> np.ndarray:
@@ -58,7 +58,7 @@ def main() -> None:
     root = work / "dataset"
     from scipy.stats import spearmanr
 
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     connect(None)
     if not (root / "meta" / "info.json").exists():

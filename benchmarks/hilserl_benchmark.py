@@ -107,7 +107,7 @@ def updates_per_s(mode, hidden, stack, fdim, threads, batch=256, size=64, repeat
 def collector_rate(encoder_path: str | None, steps: int = 2000) -> dict:
     import torch
 
-    from actors.collector import CollectorConfig, SimRollout
+    from actors.hilserl.collector import CollectorConfig, SimRollout
     from pipelines.rl.features import load_frozen_encoder
 
     torch.set_num_threads(1)

@@ -109,9 +109,9 @@ def encoder_checkpoint(work: Path, quick: bool) -> str:
 def classifier_endpoint(work: Path, quick: bool) -> str:
     """Train (`flywheel train-classifier --labels`, on synth's success-frames CSV) and serve
     (`flywheel serve-reward`) the reward classifier; its Serve application's name."""
+    from pipelines.classifier.driver import TrainConfig
+    from pipelines.classifier.driver import run as train_classifier
     from pipelines.classifier.labels import success_csv_path
-    from pipelines.classifier.train import TrainConfig
-    from pipelines.classifier.train import run as train_classifier
     from pipelines.synth import SynthConfig
     from pipelines.synth import run as synth
     from serving.reward import ServeConfig, serve_reward
@@ -193,7 +193,7 @@ def hilserl_run(name: str, work: Path, encoder: str, steps: int, **options) -> d
 
 def evaluate(checkpoint: str, episodes: int) -> dict:
     try:
-        from pipelines.policy.evaluate import EvalConfig, run as eval_run  # noqa
+        from pipelines.evaluation.driver import EvalConfig, run as eval_run  # noqa
 
         import pipelines.rl.eval_loader  # noqa: F401  (registers the hilserl loader)
     except ImportError:

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.dataset import LeRobotDataset  # noqa: E402
-from pipelines.progress_dataset import make_progress_dataset  # noqa: E402
+from pipelines.labeling.progress_dataset import make_progress_dataset  # noqa: E402
 
 
 def io_floor(root: Path, durable: bool = False) -> float:

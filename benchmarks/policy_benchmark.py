@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipelines import label, synth  # noqa: E402
-from pipelines.policy import evaluate, train  # noqa: E402
+from pipelines.evaluation import driver as evaluate  # noqa: E402
+from pipelines.policy import driver as train  # noqa: E402
 
 MIX = "expert=0.2,hesitant=0.2,noisy=0.2,failing=0.4"
 
@@ -43,7 +44,7 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "policy.json"))
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="flywheel-policy-benchmark-"))
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     connect(None)
     root = Path(args.dataset) if args.dataset else work / "dataset"

@@ -53,8 +53,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipelines import estimate, label, synth, train_estimator  # noqa: E402
-from pipelines.policy import evaluate, train  # noqa: E402
-from pipelines.policy.stats import mcnemar_exact, paired_counts, wilson_interval  # noqa: E402
+from pipelines.evaluation import driver as evaluate  # noqa: E402
+from pipelines.evaluation.stats import mcnemar_exact, paired_counts, wilson_interval  # noqa: E402
+from pipelines.policy import driver as train  # noqa: E402
 
 MIX = "expert=0.2,hesitant=0.2,noisy=0.2,failing=0.4"
 
@@ -156,7 +157,7 @@ def train_arm(work: Path, arm: str, options: dict, seed: int, steps: int | None)
         f"  {arm} seed {seed}: step {result.step}, L1 {result.metrics.get('l1', float('nan')):.4f}"
         f", {result.metrics.get('cpu_seconds', 0) / 60:.1f} CPU-min, {time.time() - t:.0f} s"
     )
-    from pipelines.training import read_meta
+    from pipelines.runtime.training import read_meta
 
     meta = read_meta(result.checkpoint, "policy")
     return {
@@ -337,7 +338,7 @@ def main() -> None:
     args = p.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     connect(None)
     t0 = time.time()

@@ -55,8 +55,8 @@ SIZE = 128
 
 def sim_frames(count: int = 20) -> list[dict]:
     """Camera frames of a simulated reach-and-grasp episode (realistic PNG sizes)."""
-    from actors.sim import SO101Env
-    from actors.sim.controllers import make_controller
+    from pipelines.simulator import SO101Env
+    from pipelines.simulator.controllers import make_controller
 
     env = SO101Env("reach_grasp", image_size=SIZE)
     policy = make_controller("expert", env, seed=1)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipelines import collect, train_selector  # noqa: E402
-from pipelines.propensity import (  # noqa: E402
+from pipelines.selection.propensity import (  # noqa: E402
     dataset_log,
     first_draw_approval,
     off_policy_approval,

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.sim.controllers import ExpertController  # noqa: E402
-from actors.sim.env import SO101Env  # noqa: E402
+from pipelines.simulator.controllers import ExpertController  # noqa: E402
+from pipelines.simulator.env import SO101Env  # noqa: E402
 
 CONFIGS = (  # (label, image_size, render_images)
     ("images 128x128", 128, True),

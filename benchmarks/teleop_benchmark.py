@@ -36,8 +36,8 @@ def main() -> None:
     from actors.camera import RobotCamera
     from actors.emulated_robot import EMULATED_CALIBRATION, EmulatedSO101
     from actors.teleop import TeleopSession
-    from pipelines.cluster import connect
     from pipelines.dataset import EpisodeRecorder
+    from pipelines.runtime.cluster import connect
 
     connect(None)
     sim = ray.remote(EmulatedSO101).remote(seed=0, image_size=128, hand="expert")

@@ -1,6 +1,7 @@
 """`flywheel collect OUT --episodes N`: collection with critical-state approval (seed 000).
 
-Each episode runs `actors.collection.run_collection_episode` (`--robot`, below): a driver acts
+Each episode runs `actors.collection.episode.run_collection_episode` (`--robot`, below): a driver
+acts
 on plain frames; at critical states (`--critical`) the `--responders` propose n candidate
 actions, the `--selector` (`random`, `epsilon_greedy` with `--epsilon`, `learned` with a
 `--scorer` through a `--temperature` softmax) picks one with a logged propensity, the admin
@@ -13,10 +14,11 @@ metadata are written once every length is known, by `pipelines.synth.write_rollo
 **Robots** (`--robot`). `sim` (default): `SO101Env`, exact undo. `emulated`: each episode's
 task runs an `EmulatedSO101` (servo emulators on pseudo-terminals, the follower coupled to a
 simulator, cameras rendering it) behind the real driver (`FollowerArm`), wrapped as an
-`actors.workcell.ArmWorkcell`: each action is sent to the follower and the next frame is read
+`actors.collection.workcell.ArmWorkcell`: each action is sent to the follower and the next frame is
+read
 once the arm has settled there (so frames do not depend on the machine's load). The scripted
 responders compute their candidates from the coupled simulator's state (they are the caller of
-the responder API, `actors.collection.Responder`), the `progress:T` admin reads the coupled
+the responder API, `actors.collection.episode.Responder`), the `progress:T` admin reads the coupled
 simulator's progress, and an undo is `return_to_pose` through `FollowerArm`: the arm goes back
 to the recorded joint pose, the cube is not put back (deliberately, as on a real arm).
 `real` (`--follower-port`, `--follower-id`, `--camera front=S --camera wrist=S`): the same
@@ -46,7 +48,8 @@ A rejected attempt is a frame of its own (`approval_status` rejected, next.rewar
 a frame of the same restored state; drop only those with `approval_status != "rejected"`
 (keeping `== "approved"` would also drop every plain frame, the seed's filter example's trap).
 
-**The log** `action_propensity_log.jsonl` (`pipelines.propensity`): one line per frame, every
+**The log** `action_propensity_log.jsonl` (`pipelines.selection.propensity`): one line per frame,
+every
 field the seed lists plus `candidate_propensities`, `selected_candidate`, `collection_id`,
 appended and fsynced line by line as each group of episodes comes back (in episode order).
 `approval_status` is null there on plain frames, as the seed specifies for the log ("none" in
@@ -68,9 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
-from actors.collection import CriticalRule, ProgressAdmin
-from actors.selector import MODES, SelectorError, check_mode
-from pipelines.cluster import ClusterError, check_job_output
+from actors.collection.episode import CriticalRule, ProgressAdmin
 from pipelines.dataset import (
     V21,
     V30,
@@ -84,7 +85,16 @@ from pipelines.dataset import (
     resolve_video_codec,
     table_stats,
 )
-from pipelines.propensity import COLLECT_META, LOG_NAME, PropensityLog, check_complete, log_path
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError, check_job_output
+from pipelines.selection.propensity import (
+    COLLECT_META,
+    LOG_NAME,
+    PropensityLog,
+    check_complete,
+    log_path,
+)
+from pipelines.selection.selector import MODES, SelectorError, check_mode
 from pipelines.synth import CAMERAS, TASK_TEXT, episode_video, stage_positions, stage_progress
 
 DEFAULT_RESPONDERS = "expert,hesitant,noisy,failing"
@@ -221,7 +231,7 @@ def interrupted_collection(out: Path) -> bool:
 
 def check_source(name: str, robot: str = "sim") -> None:
     """A responder/driver/scorer: a controller name or a policy checkpoint (folder)."""
-    from actors.sim.controllers import CONTROLLERS
+    from pipelines.simulator.controllers import CONTROLLERS
 
     if name in CONTROLLERS or name.removeprefix("controller:") in CONTROLLERS:
         if robot == "real":
@@ -239,7 +249,7 @@ def check_source(name: str, robot: str = "sim") -> None:
 
 def parse_approver(text: str, robot: str = "sim"):
     """`progress:T` (the simulator's, or the emulated arm's coupled simulator's) or `keyboard`."""
-    from actors.collection import KeyboardAdmin
+    from actors.collection.episode import KeyboardAdmin
 
     kind, _, value = text.partition(":")
     if kind == "keyboard" and not value:
@@ -287,12 +297,12 @@ class _PolicyAction:
     """A controller or checkpoint as a callable `(obs, info) -> action` (driver or scorer)."""
 
     def __init__(self, name: str, env, seed: int | None):
-        from actors.sim.controllers import make_controller
+        from pipelines.simulator.controllers import make_controller
 
         self.controller = None
         self.policy = None
         name = name.removeprefix("controller:")
-        from actors.sim.controllers import CONTROLLERS
+        from pipelines.simulator.controllers import CONTROLLERS
 
         if name in CONTROLLERS:
             self.controller = make_controller(name, env, seed=seed)
@@ -313,7 +323,7 @@ class _PolicyAction:
 
 def load_policy(path: str, env):
     """A trained policy checkpoint (any kind `eval-policy` loads), checked against the env."""
-    from pipelines.policy.evaluate import ArmOptions, load_source
+    from pipelines.evaluation.driver import ArmOptions, load_source
 
     loaded = load_source(path, ArmOptions())
     loaded.check(env)
@@ -327,8 +337,8 @@ def make_env(cfg: CollectConfig, seed: int):
     `EmulatedSO101` and its coupled simulator env. `--robot real`: an `ArmWorkcell` on the
     follower and cameras, and a simulator env that only gives the spaces policies are checked
     against."""
-    from actors.sim import SO101Env
-    from actors.workcell import ArmWorkcell
+    from actors.collection.workcell import ArmWorkcell
+    from pipelines.simulator import SO101Env
 
     if cfg.robot == "sim":
         env = SO101Env(
@@ -362,8 +372,8 @@ def make_env(cfg: CollectConfig, seed: int):
 
 
 def make_responders(cfg: CollectConfig, env, seed: int) -> list:
-    from actors.collection import ControllerResponder, PolicyResponder
-    from actors.sim.controllers import CONTROLLERS
+    from actors.collection.episode import ControllerResponder, PolicyResponder
+    from pipelines.simulator.controllers import CONTROLLERS
 
     out = []
     for name in cfg.responder_names():
@@ -377,8 +387,8 @@ def make_responders(cfg: CollectConfig, env, seed: int) -> list:
 
 def selector_checkpoint(path: str) -> Path | None:
     """A train-selector checkpoint at `path` (or the latest of a run folder there), if any."""
-    from pipelines.selector_model import KIND
-    from pipelines.training import checkpoint_kind, latest_checkpoint
+    from pipelines.runtime.training import checkpoint_kind, latest_checkpoint
+    from pipelines.selection.model import KIND
 
     if not Path(path).is_dir():
         return None
@@ -388,12 +398,12 @@ def selector_checkpoint(path: str) -> Path | None:
 
 
 def make_selector(cfg: CollectConfig, env, seed: int):
-    from actors.selector import ActionSelector, PolicyDistanceScorer
+    from pipelines.selection.selector import ActionSelector, PolicyDistanceScorer
 
     scorer = None
     learned = selector_checkpoint(cfg.scorer) if cfg.scorer else None
     if learned is not None:  # the trained P(approve | state, candidate): its logits
-        from pipelines.selector_model import ApprovalScorer
+        from pipelines.selection.model import ApprovalScorer
 
         scorer = ApprovalScorer(learned)
         scorer.check(env)
@@ -426,7 +436,7 @@ def rollout_episode(
 
     `admin` / `responders`: given through the API (`run`), else from `--approver` /
     `--responders`."""
-    from actors.collection import run_collection_episode
+    from actors.collection.episode import run_collection_episode
 
     env, sim_env = make_env(cfg, plan.seed)
     try:
@@ -593,7 +603,8 @@ def run(cfg: CollectConfig, out=print, admin=None, responders: list | None = Non
     """Collect the dataset (module docstring); DatasetError for bad options.
 
     The API: `admin` (anything with `review(attempt) -> bool`, e.g. `APIAdmin(approve)`)
-    replaces `--approver`; `responders` (`actors.collection.Responder`s, e.g. `APIResponder`)
+    replaces `--approver`; `responders` (`actors.collection.episode.Responder`s, e.g.
+    `APIResponder`)
     replace `--responders`. Both are sent to the episodes' Ray tasks, so they must pickle."""
     t0 = time.time()
     cfg.validate(api_admin=admin is not None, api_responders=responders is not None)
@@ -615,7 +626,7 @@ def run(cfg: CollectConfig, out=print, admin=None, responders: list | None = Non
 
     import ray
 
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.runtime.cluster import cluster_cpus, connect
     from pipelines.synth import write_rollouts
 
     connect(cfg.ray_address)
@@ -679,7 +690,7 @@ def summary_lines(result: CollectResult) -> list[str]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="new dataset folder (or an interrupted collect's, to rerun)")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -755,6 +766,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel collect") -> i
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.collect"))

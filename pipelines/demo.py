@@ -48,11 +48,12 @@ import numpy as np
 
 from pipelines import estimate, label, synth, train_estimator
 from pipelines.classifier.labels import success_csv_path
-from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset, atomic_write_json
-from pipelines.policy import evaluate as eval_policy
-from pipelines.policy import train as train_policy
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.evaluation import driver as eval_policy
+from pipelines.policy import driver as train_policy
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError
+from pipelines.runtime.tracking import TrackingError, check_tracking_uri
 
 AFTER_SUCCESS = 10  # frames recorded after each success: what the reward classifier learns
 IMAGE_SIZE = 64  # synth's frames and every model's input
@@ -215,7 +216,7 @@ def estimate_and_relabel(d: Demo) -> str:
         out=lambda *a: None,
     )
     estimated = _labels(d.dataset, est.out_dir.name)
-    from pipelines.estimator_data import split_episodes
+    from pipelines.runtime.training import split_episodes
 
     _, held = split_episodes(LeRobotDataset(d.dataset).episode_indices, 0.2, a.seed)
     agree = float(np.mean(np.concatenate([truth[e] == estimated[e] for e in truth])))
@@ -442,7 +443,7 @@ STEPS: list[tuple[str, Callable[[Demo], str]]] = [
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="flywheel-demo", help="output folder (default flywheel-demo)")
     p.add_argument("--stage", type=int, default=None, help=f"run only this step (1..{len(STEPS)})")
     p.add_argument("--episodes", type=int, default=40, help="episodes to simulate (default 40)")
@@ -511,11 +512,11 @@ def reward_classifier_step(
     from ray import serve
 
     from pipelines.classifier.data import load_frames
+    from pipelines.classifier.driver import TrainConfig
+    from pipelines.classifier.driver import run as train_classifier
     from pipelines.classifier.labels import read_success_csv
     from pipelines.classifier.metrics import binary_metrics
-    from pipelines.classifier.train import TrainConfig
-    from pipelines.classifier.train import run as train_classifier
-    from pipelines.training import read_meta
+    from pipelines.runtime.training import read_meta
     from serving.client import HTTPRewardClient
     from serving.reward import ServeConfig, serve_reward
 
@@ -593,6 +594,6 @@ def _labels(dataset: Path, data_dir: str) -> dict[int, np.ndarray]:
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.demo"))

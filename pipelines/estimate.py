@@ -18,7 +18,7 @@ runs the value head on its queries, value (frame 0 -> frame i) and, for kai0, re
 `<dataset>/data_<VARIANT>_<step>/`, in the dataset's own layout (v2.1:
 `chunk-XXX/episode_XXXXXX.parquet`; v3.0: `chunk-XXX/file-XXX.parquet`, several episodes
 each): the original columns plus `absolute_value`, `absolute_advantage` and (kai0)
-`relative_advantage`, with the reference's formulas (`pipelines.estimator_data.advantages`),
+`relative_advantage`, with the reference's formulas (`pipelines.estimator.data.advantages`),
 each file written atomically once all of its episodes are estimated. Files whose output exists
 are skipped, so an interrupted pass resumes where it stopped. Then
 `flywheel label DATASET --data-dir data_KAI0_<step> --advantage-source absolute_advantage`.
@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.cluster import check_job_output
 from pipelines.dataset import (
     V30,
     DatasetError,
@@ -46,8 +45,10 @@ from pipelines.dataset import (
     remove_stale_temps,
     write_parquet,
 )
-from pipelines.estimator_data import lookahead, resize
-from pipelines.training import run_job
+from pipelines.estimator.data import lookahead
+from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.cluster import check_job_output
+from pipelines.vision.images import resize
 
 
 @dataclass
@@ -175,7 +176,7 @@ def write_output_file(
     `features` holds the encoded frames of every episode in the file (one for v2.1, several
     for v3.0); each episode's columns come from its own frames only.
     """
-    from pipelines.estimator_data import advantages
+    from pipelines.estimator.data import advantages
 
     table = read_columns(source)
     state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
@@ -210,8 +211,8 @@ class EstimateResult:
 
 def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     t0 = time.time()
+    from pipelines.runtime.training import read_meta
     from pipelines.train_estimator import KIND, check_dataset
-    from pipelines.training import read_meta
 
     for name, value, low in (
         ("--batch-size", cfg.batch_size, 1),
@@ -264,7 +265,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
     import ray
     import ray.data
 
-    from pipelines.cluster import cluster_cpus, connect, require
+    from pipelines.runtime.cluster import cluster_cpus, connect, require
 
     connect(cfg.ray_address, data=True)
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -336,7 +337,7 @@ def run(cfg: EstimateConfig, out=print) -> EstimateResult:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("dataset")
     p.add_argument("--checkpoint", required=True, help="a checkpoint folder of train-estimator")
     p.add_argument("--batch-size", type=int, default=64)
@@ -363,6 +364,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel estimate") -> 
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.estimate"))

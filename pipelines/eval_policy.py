@@ -2,9 +2,9 @@
 
 `CHECKPOINT` is a policy checkpoint, a HIL-SERL checkpoint (`flywheel hilserl`'s actor; its
 loader is `pipelines.rl.eval_loader`), any other kind registered with
-`pipelines.policy.evaluate.register_loader`, or `controller:<name>`; `--compare` adds arms,
+`pipelines.evaluation.driver.register_loader`, or `controller:<name>`; `--compare` adds arms,
 each `SOURCE[#prompt=P][#cfg=B][#steps=N][#name=X]`, evaluated on the same seeds and compared
-with the first. The design is in `pipelines.policy.evaluate`; this module parses the flags.
+with the first. The design is in `pipelines.evaluation.driver`; this module parses the flags.
 
 Also `python -m pipelines.eval_policy` (for `ray job submit`).
 """
@@ -15,15 +15,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError
-from pipelines.policy.evaluate import EvalConfig, run, summary_lines
+from pipelines.evaluation.driver import EvalConfig, run, summary_lines
 from pipelines.rl import eval_loader  # noqa: F401  (registers the `hilserl` checkpoint kind)
-from pipelines.tracking import TrackingError
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError
+from pipelines.runtime.tracking import TrackingError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint folder or controller:<name>")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="seeds --seed .. --seed + episodes - 1")
@@ -80,6 +81,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel eval-policy") 
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.eval_policy"))

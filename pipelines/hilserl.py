@@ -2,10 +2,10 @@
 
 Topology (all Ray actors; this module only checks the inputs, starts them and reports):
 
-    Collectors 0..N-1 (actors.collector)  --episodes (object store)-->  Learner (actors.learner)
+    Collectors 0..N-1 (actors.hilserl)  --episodes (object store)-->  Learner (actors.hilserl)
       each an env (simulator, emulated or                                 replay buffers, DrQ-v2+BC,
       real SO-101) and an operator        <--weights, between episodes--  Q monitor, checkpoints
-                 \\--the same episode objects-->  OnlineRecorder (actors.recording): a dataset
+                 \\--the same episode objects-->  OnlineRecorder (actors.hilserl): a dataset
 
 * **Sim** (`--env sim`, the default): each collector owns an `SO101Env` in end-effector-delta
   mode behind the normalizing wrapper, and the simulated operator, which takes over when the
@@ -45,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, atomic_write_json
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError
+from pipelines.runtime.tracking import TrackingError, check_tracking_uri
 
 KIND = "hilserl"
 SIM_CAMERAS = ["observation.images.front", "observation.images.wrist"]
@@ -204,7 +205,7 @@ def _check_numbers(cfg: HilserlConfig) -> None:
         raise DatasetError(f"--reward {cfg.reward!r}: sim or classifier")
     if cfg.bc_on not in ("interventions", "interventions+demos"):
         raise DatasetError(f"--bc-on {cfg.bc_on!r}: interventions or interventions+demos")
-    from actors.sim.world import TASK_STAGES
+    from pipelines.simulator.world import TASK_STAGES
 
     if cfg.task not in TASK_STAGES:
         raise DatasetError(f"--task {cfg.task!r}: one of {sorted(TASK_STAGES)}")
@@ -308,7 +309,7 @@ def resolve(cfg: HilserlConfig, gpu: bool) -> Resolved:
 
 def run_settings(cfg: HilserlConfig, res: Resolved) -> dict:
     """The run's identity (kept in every checkpoint; a resume must match `RESUME_KEYS`)."""
-    from actors.sim.env import SO101Env
+    from pipelines.simulator.env import SO101Env
 
     settings = {k: v for k, v in asdict(cfg).items() if k in RESUME_KEYS}
     settings.update(
@@ -335,8 +336,8 @@ def run_settings(cfg: HilserlConfig, res: Resolved) -> dict:
 def check_run(cfg: HilserlConfig, settings: dict) -> dict | None:
     """The run's newest checkpoint meta if it exists (resume); a DatasetError if it trains
     something else."""
-    from actors.learner import KIND as LEARNER_KIND
-    from pipelines.training import latest_checkpoint, read_meta
+    from actors.hilserl.learner import KIND as LEARNER_KIND
+    from pipelines.runtime.training import latest_checkpoint, read_meta
 
     path = latest_checkpoint(cfg.run_dir, LEARNER_KIND)
     if path is None:
@@ -485,9 +486,9 @@ def curves_figure(episodes: list[dict], metrics: list[dict], bound: float, title
 
 
 def _agent_config(cfg: HilserlConfig, res: Resolved) -> dict:
-    from actors.sim import kinematics as kin
     from pipelines.rl.agent import AgentConfig
     from pipelines.rl.monitor import q_bound
+    from pipelines.simulator import kinematics as kin
 
     terminates = cfg.terminate_on_success
     return AgentConfig(
@@ -530,7 +531,7 @@ def run(cfg: HilserlConfig) -> HilserlResult:
     _check_numbers(cfg)
     _robot_kind(cfg)
     mlflow_uri = check_tracking_uri() if cfg.mlflow else None
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     if not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
         # Ray nices its worker processes (15); here they are the job's real work: the learner
@@ -557,11 +558,11 @@ def run(cfg: HilserlConfig) -> HilserlResult:
 def _run(cfg: HilserlConfig, res: Resolved, settings: dict, mlflow_uri, t0: float):
     import ray
 
-    from actors.collector import CollectorConfig, collector_actor
-    from actors.learner import LearnerConfig, learner_actor
+    from actors.hilserl.collector import CollectorConfig, collector_actor
+    from actors.hilserl.learner import LearnerConfig, learner_actor
+    from actors.hilserl.recording import OnlineRecorder
     from actors.priority import at_normal_priority
-    from actors.recording import OnlineRecorder
-    from pipelines.tracking import TrackedRun
+    from pipelines.runtime.tracking import TrackedRun
 
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = cfg.run_dir.resolve()
@@ -807,7 +808,7 @@ def _figures(cfg, run_dir: Path, history: dict, bound: float, tracked) -> list[s
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="sim", help="sim (the default)")
     p.add_argument("--robot", default=None, help="emulated: an emulated SO-101 through its driver")
     p.add_argument("--follower-port", default=None, help="a real arm's follower serial port")
@@ -921,6 +922,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel hilserl") -> i
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.hilserl"))

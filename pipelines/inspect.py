@@ -8,15 +8,15 @@ shows up here rather than half-way through a training run.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
 from pipelines.dataset import DatasetError, LeRobotDataset, probe_video
+from pipelines.runtime.cli import JobParser
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel inspect") -> int:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__)
+    p = JobParser(prog=prog, description=__doc__)
     p.add_argument("dataset", help="LeRobot v2.1 or v3.0 dataset folder")
     args = p.parse_args(argv)
     try:
@@ -79,6 +79,6 @@ def _size(frame) -> str:
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.inspect"))

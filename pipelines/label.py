@@ -41,8 +41,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines import advantage
-from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     JOURNAL,
     V30,
@@ -62,7 +60,10 @@ from pipelines.dataset import (
     stage_meta_v30,
     write_parquet_temp,
 )
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.labeling import advantage
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError, check_job_output
+from pipelines.runtime.tracking import TrackingError, check_tracking_uri
 
 INTERVENTION_COLUMN = "complementary_info.is_intervention"
 
@@ -616,7 +617,7 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
 
     tracked = None
     if cfg.mlflow and not cfg.dry_run:
-        from pipelines.tracking import TrackedRun
+        from pipelines.runtime.tracking import TrackedRun
 
         tracked = TrackedRun("flywheel-label")
     try:
@@ -636,7 +637,7 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
 
 def _label(cfg, ds, files, bases, episode_task, top_column, out) -> LabelResult:
     """The two Ray Data passes and the metadata (see the module docstring)."""
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.runtime.cluster import cluster_cpus, connect
 
     plan = FramePlan(cfg.advantage_source, cfg.chunk_size, cfg.stage_nums, top_column)
 
@@ -829,7 +830,7 @@ def reward_histogram_figure(panels, binary: bool, xlabel: str):
 
 
 def build_parser(prog: str = "flywheel label") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = JobParser(
         prog=prog,
         description="Stage-0 GT labeling: rewards from progress, percentile cuts, task_index "
         "labels written back to the LeRobot v2.1 or v3.0 dataset (in place).",
@@ -923,6 +924,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel label") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.label"))

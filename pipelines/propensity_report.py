@@ -1,6 +1,7 @@
 """`flywheel propensity-report DATASET [DATASET ...]`: seed 000's analyses of collected data.
 
-From each dataset's propensity log (its own collection run's lines, `pipelines.propensity`):
+From each dataset's propensity log (its own collection run's lines,
+`pipelines.selection.propensity`):
 
 * **rejection rate by selector mode**: rejected / critical attempts, over every dataset given
   (collect one dataset per mode to compare them); also by responder (`meta/collect.json`
@@ -28,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.dataset import DatasetError, atomic_write_bytes, atomic_write_json
-from pipelines.propensity import COLLECT_META, collection_id_of, log_path, read_log
+from pipelines.runtime.cli import JobParser
+from pipelines.selection.propensity import COLLECT_META, collection_id_of, log_path, read_log
 
 PLOTS = ("rejection_by_mode.png", "rejection_by_responder.png", "propensity_histogram.png")
 
@@ -213,7 +215,7 @@ def summary_lines(report: Report) -> list[str]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("datasets", nargs="+", metavar="DATASET")
     p.add_argument("--out", default=None, help="report folder (<DATASET>_propensity_report)")
     p.add_argument("--low", type=float, default=0.1, help="low-propensity threshold (0.1)")

@@ -28,8 +28,9 @@ from actors.feetech.calibration import (
     save_calibration,
     set_half_turn_homings,
 )
-from pipelines.cluster import ClusterError
 from pipelines.dataset import V21, V30, DatasetError, default_codec_note, resolve_video_codec
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError
 
 CAMERA_PREFIX = "observation.images."
 
@@ -196,7 +197,7 @@ class _SimHand:
         """Each joint in turn, middle -> low limit -> high limit -> middle, the others mid-range."""
         import numpy as np
 
-        from actors.sim import kinematics as kin
+        from pipelines.simulator import kinematics as kin
 
         to_low, across, back = self.STEPS
         for k in range(len(self.middle)):
@@ -246,8 +247,8 @@ def teleop(args) -> int:
     from actors.camera import OpenCVCamera, RobotCamera
     from actors.teleop import KeyboardControls, TeleopSession
     from pipelines.classifier.labels import sync_success_csv
-    from pipelines.cluster import connect
     from pipelines.dataset import EpisodeRecorder
+    from pipelines.runtime.cluster import connect
 
     sim = args.sim or (args.follower_port is None and args.leader_port is None)
     if not sim and (args.follower_port is None or args.leader_port is None):
@@ -416,7 +417,7 @@ def emulate(args) -> int:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(q, arm=True):
@@ -509,6 +510,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel robot") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.robot"))

@@ -20,7 +20,7 @@ Kinds (the parameters each sweeps; every combination of the given values is one 
 Design:
 
 * **Driver functions, not `Tuner(trainer)`** (deprecated with Train V2): a trial is a plain
-  function that builds the `TorchTrainer` itself (through `pipelines.training.fit`), with
+  function that builds the `TorchTrainer` itself (through `pipelines.runtime.training.fit`), with
   `ray.tune.integration.ray_train.TuneReportCallback()` in the Train run's callbacks.
 * **Resources.** A trial's function reserves no CPU (a tiny memory reservation only): the Train
   workers, Ray Data tasks and evaluation tasks it starts reserve their own, and a function
@@ -62,10 +62,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import DatasetError, atomic_write_json, atomic_write_text
-from pipelines.tracking import TrackingError
-from pipelines.training import job_error
+from pipelines.runtime.cli import JobParser, job_error
+from pipelines.runtime.cluster import ClusterError, check_job_output
+from pipelines.runtime.tracking import TrackingError
 
 # --------------------------------------------------------------------------- search spaces
 
@@ -590,12 +590,12 @@ def awbc_trial(config: dict, setup: dict) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from pipelines.evaluation.driver import EvalConfig
+    from pipelines.evaluation.driver import run as evaluate
     from pipelines.label import LabelConfig
     from pipelines.label import run as label
-    from pipelines.policy.evaluate import EvalConfig
-    from pipelines.policy.evaluate import run as evaluate
-    from pipelines.policy.train import TrainPolicyConfig
-    from pipelines.policy.train import run as train
+    from pipelines.policy.driver import TrainPolicyConfig
+    from pipelines.policy.driver import run as train
 
     params = {k: config[k] for k in setup["params"] if k in config}
     folder = Path(setup["trials_dir"]) / trial_name(params)
@@ -677,8 +677,8 @@ def score_held_out(checkpoint: str, dataset: str) -> tuple:
     import numpy as np
 
     from pipelines.classifier.data import Frames, load_frames
+    from pipelines.classifier.driver import predict, read_labels
     from pipelines.classifier.model import load_checkpoint
-    from pipelines.classifier.train import predict, read_labels
     from pipelines.dataset import LeRobotDataset
 
     model, config, meta = load_checkpoint(checkpoint)
@@ -716,7 +716,7 @@ def _check_hilserl_options(cfg: SweepConfig) -> None:
 
 def _evaluate_hilserl(cfg):
     """eval-policy on a HIL-SERL checkpoint (in the task's process: its loader registered)."""
-    from pipelines.policy.evaluate import run as evaluate
+    from pipelines.evaluation.driver import run as evaluate
 
     with contextlib.suppress(ImportError):  # registers the hilserl kind with eval-policy
         import pipelines.rl.eval_loader  # noqa: F401
@@ -727,9 +727,9 @@ def hilserl_trial(config: dict, setup: dict) -> None:
     """One HIL-SERL trial: a run with the trial's bc_weight / online_ratio, then eval-policy."""
     import ray.tune
 
+    from pipelines.evaluation.driver import EvalConfig
     from pipelines.hilserl import HilserlConfig
     from pipelines.hilserl import run as hilserl
-    from pipelines.policy.evaluate import EvalConfig
 
     params = {k: config[k] for k in setup["params"] if k in config}
     folder = Path(setup["trials_dir"]) / trial_name(params)
@@ -829,7 +829,7 @@ def _asha(kind: Kind, cfg: SweepConfig):
 
 def run(cfg: SweepConfig, out: Callable = print) -> SweepResult:
     t0 = time.time()
-    from pipelines.tracking import check_tracking_uri
+    from pipelines.runtime.tracking import check_tracking_uri
 
     kind = check_config(cfg)
     check_job_output(cfg.storage, "--storage")
@@ -842,14 +842,14 @@ def run(cfg: SweepConfig, out: Callable = print) -> SweepResult:
         _check_awbc_dataset(cfg.inputs[0])
     elif kind.name == "reward-threshold":
         from pipelines.classifier.model import KIND as CLASSIFIER
-        from pipelines.training import read_meta
+        from pipelines.runtime.training import read_meta
 
         read_meta(cfg.inputs[0], CLASSIFIER)  # a classifier checkpoint, before Ray starts
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no Tune boxes on the job's console
     import ray.tune
 
-    from pipelines.cluster import connect
+    from pipelines.runtime.cluster import connect
 
     have = connect(cfg.ray_address, data=kind.name == "awbc")
     n = concurrency(have, trial_needs(cfg), len(trials), cfg.max_concurrent_trials)
@@ -938,7 +938,7 @@ def _tuner(cfg, kind, trainable, n, folder, experiment, mlflow_uri, resumed):
     if mlflow_uri:
         from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-        from pipelines.tracking import allow_store
+        from pipelines.runtime.tracking import allow_store
 
         allow_store(mlflow_uri)
         callbacks.append(
@@ -990,7 +990,7 @@ def _rows(grid_result, kind: Kind, params: list[str], trials: list[dict]) -> lis
 
 
 def _log_summary(experiment, cfg, kind, rows, text, plain, title) -> str:
-    from pipelines.tracking import TrackedRun
+    from pipelines.runtime.tracking import TrackedRun
 
     tracked = TrackedRun(experiment)
     tracked.start(
@@ -1015,7 +1015,7 @@ def _log_summary(experiment, cfg, kind, rows, text, plain, title) -> str:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("kind", help=f"what to sweep: {', '.join(KINDS)}")
     p.add_argument("inputs", nargs="*", help="awbc: DATASET; reward-threshold: CHECKPOINT DATASET")
     p.add_argument("--config", default=None, help="a YAML file: parameters and options")
@@ -1113,6 +1113,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel sweep") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.sweep"))

@@ -1,6 +1,6 @@
 """`flywheel synth OUT --episodes N`: simulated SO-101 episodes as a LeRobot dataset.
 
-Episodes are rolled out in the embedded simulator (`actors.sim`) by scripted controllers of
+Episodes are rolled out in the embedded simulator (`pipelines.simulator`) by scripted controllers of
 graded quality, drawn from `--mix`, as Ray tasks in parallel: each task renders its episodes'
 two cameras straight into mp4 files and returns the frames' table; once every episode's length
 is known the parquet files are written (the global `index` needs them), then the metadata.
@@ -61,7 +61,6 @@ from pipelines.classifier.labels import (
     success_csv_path,
     write_success_csv,
 )
-from pipelines.cluster import ClusterError, check_job_output
 from pipelines.dataset import (
     V21,
     V30,
@@ -84,6 +83,8 @@ from pipelines.dataset import (
     write_meta,
     write_parquet,
 )
+from pipelines.runtime.cli import JobParser
+from pipelines.runtime.cluster import ClusterError, check_job_output
 
 DEFAULT_MIX = "expert=0.4,hesitant=0.3,noisy=0.2,failing=0.1"
 DEMONSTRATORS = ("expert", "hesitant")  # data_type "demo"; the others stand in for policies
@@ -163,7 +164,7 @@ class SynthConfig:
 
 def parse_mix(text: str) -> dict[str, float]:
     """'expert=0.4,hesitant=0.3' -> {'expert': 0.4, 'hesitant': 0.3}, weights normalised."""
-    from actors.sim.controllers import CONTROLLERS
+    from pipelines.simulator.controllers import CONTROLLERS
 
     mix: dict[str, float] = {}
     for part in text.split(","):
@@ -241,8 +242,8 @@ def rollout_episode(plan: EpisodePlan, cfg: SynthConfig, root: str) -> tuple[dic
 
     The table lacks the global `index` column (written later, when every length is known).
     """
-    from actors.sim import SO101Env
-    from actors.sim.controllers import Operator, make_controller
+    from pipelines.simulator import SO101Env
+    from pipelines.simulator.controllers import Operator, make_controller
 
     env = SO101Env(cfg.task, fps=cfg.fps, image_size=cfg.image_size, action_mode="joint")
     controller = make_controller(plan.controller, env, seed=plan.seed)
@@ -391,7 +392,7 @@ def run(cfg: SynthConfig, out=print) -> SynthResult:
 
     import ray
 
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.runtime.cluster import cluster_cpus, connect
 
     connect(cfg.ray_address)
     n_groups = max(1, min(len(plans), 2 * cluster_cpus()))
@@ -504,7 +505,7 @@ def summary_lines(result: SynthResult) -> list[str]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="new dataset folder (must not exist, or be empty)")
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -573,6 +574,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel synth") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.synth"))

@@ -16,14 +16,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from pipelines.classifier.driver import TrainConfig, run
 from pipelines.classifier.labels import success_csv_path
-from pipelines.classifier.train import TrainConfig, run
-from pipelines.encoders import spatial_encoders
-from pipelines.training import run_job
+from pipelines.runtime.cli import JobParser, run_job
+from pipelines.vision.encoders import spatial_encoders
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("dataset")
     p.add_argument(
         "--labels",
@@ -103,6 +103,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-classifi
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.train_classifier"))

@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.cluster import check_job_output
 from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
-from pipelines.estimator_model import VARIANTS, EstimatorConfig
-from pipelines.tracking import check_tracking_uri
-from pipelines.training import (
+from pipelines.estimator.model import VARIANTS, EstimatorConfig
+from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.cluster import check_job_output
+from pipelines.runtime.tracking import check_tracking_uri
+from pipelines.runtime.training import (
     check_resume,
     fit,
     learning_rate,
@@ -43,7 +44,6 @@ from pipelines.training import (
     read_meta,
     report_if_finished,
     resume_in_worker,
-    run_job,
     write_checkpoint,
 )
 
@@ -133,8 +133,8 @@ def train_loop(config: dict) -> None:
     from ray.train.torch import get_device, prepare_model
     from scipy.stats import spearmanr
 
-    from pipelines.estimator_data import load_episode, training_batch
-    from pipelines.estimator_model import AdvantageEstimator
+    from pipelines.estimator.data import load_episode, training_batch
+    from pipelines.estimator.model import AdvantageEstimator
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -167,7 +167,7 @@ def train_loop(config: dict) -> None:
     if config["mlflow_uri"]:
         from ray.air.integrations.mlflow import setup_mlflow
 
-        from pipelines.tracking import allow_store
+        from pipelines.runtime.tracking import allow_store
 
         allow_store(config["mlflow_uri"])
         mlflow = setup_mlflow(
@@ -239,7 +239,7 @@ def train_loop(config: dict) -> None:
 def load_checkpoint(path: str | os.PathLike):
     """(model in eval mode, its EstimatorConfig, step) from a checkpoint directory."""
 
-    from pipelines.estimator_model import AdvantageEstimator
+    from pipelines.estimator.model import AdvantageEstimator
 
     meta = read_meta(path, KIND)
     mcfg = EstimatorConfig(**meta["model"])
@@ -334,7 +334,7 @@ def run(cfg: TrainConfig) -> TrainResult:
         metrics = {**previous["metrics"], "resumed_from": previous["step"]}
         return TrainResult(previous["path"], previous["step"], metrics, time.time() - t0)
 
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.runtime.cluster import cluster_cpus, connect
 
     connect(cfg.ray_address)
     cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // max(cfg.workers, 1))
@@ -367,13 +367,13 @@ def run(cfg: TrainConfig) -> TrainResult:
 
 
 def _split(episodes, cfg):
-    from pipelines.estimator_data import split_episodes
+    from pipelines.runtime.training import split_episodes
 
     return split_episodes(episodes, cfg.holdout, cfg.seed)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("dataset")
     p.add_argument("--variant", choices=VARIANTS, default="kai0")
     p.add_argument("--workers", type=int, default=2, help="DDP workers (default 2)")
@@ -422,6 +422,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-estimato
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.train_estimator"))

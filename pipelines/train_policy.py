@@ -15,16 +15,16 @@ import argparse
 from collections.abc import Sequence
 
 from pipelines.policy.data import DEFAULT_DATA_TYPE_WEIGHTS
-from pipelines.policy.model import ACTION_FRAMES
-from pipelines.policy.train import (
+from pipelines.policy.driver import (
     CONDITIONINGS,
     CURRICULA,
     SIM_TASKS,
     TrainPolicyConfig,
     run,
 )
+from pipelines.policy.model import ACTION_FRAMES
 from pipelines.policy.weighting import WEIGHTINGS
-from pipelines.training import run_job
+from pipelines.runtime.cli import JobParser, run_job
 
 D = TrainPolicyConfig("")
 
@@ -39,7 +39,7 @@ def _episodes(text: str) -> list[int]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("dataset")
     p.add_argument(
         "--data-dir", default="data", help="the episode files' folder (e.g. data_KAI0_<step>)"
@@ -107,7 +107,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     g.add_argument("--curriculum-fraction", type=float, default=D.curriculum_fraction)
     g = p.add_argument_group("model")
     g.add_argument("--image-size", type=int, default=D.image_size)
-    g.add_argument("--encoder", default=D.encoder, help="an encoder of pipelines.encoders")
+    g.add_argument("--encoder", default=D.encoder, help="an encoder of pipelines.vision.encoders")
     g.add_argument("--chunk-size", type=int, default=D.chunk_size)
     g.add_argument(
         "--n-action-steps",
@@ -181,6 +181,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-policy")
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.train_policy"))

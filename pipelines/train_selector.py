@@ -1,11 +1,12 @@
 """`flywheel train-selector DATASET`: the learned selector, P(approve | state, candidate).
 
-Trains `pipelines.selector_model.ApprovalModel` on the critical attempts of a dataset from
+Trains `pipelines.selection.model.ApprovalModel` on the critical attempts of a dataset from
 `flywheel collect`: each frame whose `approval_status` is approved (label 1) or rejected
 (label 0), with the frame's images and state and the executed candidate (`action`). Plain
 frames (`none`) were never judged and are not used. The driver reads every episode's columns
 (no pixels) to check them and compute the normalization statistics, so every worker
-normalizes alike; then Ray Train (DDP, `pipelines.training.fit`) runs the workers, each on its
+normalizes alike; then Ray Train (DDP, `pipelines.runtime.training.fit`) runs the workers, each on
+its
 own shard of the training episodes, decoding only their critical frames. Class balance:
 each batch draws approved and rejected attempts half and half, so the logit is not dominated
 by the admin's base rate. Checkpoints of kind "selector" (resumable as every Flywheel run);
@@ -27,16 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.dataset import DatasetError, LeRobotDataset, read_columns
-from pipelines.selector_model import KIND, ApprovalConfig, normalization_stats
-from pipelines.training import (
+from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.training import (
     check_resume,
     fit,
     learning_rate,
     read_meta,
     resume_in_worker,
-    run_job,
     write_checkpoint,
 )
+from pipelines.selection.model import KIND, ApprovalConfig, normalization_stats
 
 COLUMNS = ["observation.state", "action", "approval_status", "episode_index", "frame_index"]
 
@@ -68,8 +69,8 @@ def critical_rows(table) -> np.ndarray:
 
 def scan(cfg: TrainSelectorConfig) -> tuple[LeRobotDataset, dict, list[int], list[int], list]:
     """Checks and statistics (no pixels): (dataset, meta, training, held-out, cameras)."""
-    from pipelines.encoders import ENCODERS
-    from pipelines.estimator_data import split_episodes
+    from pipelines.runtime.training import split_episodes
+    from pipelines.vision.encoders import ENCODERS
 
     for name, value, low in (
         ("--steps", cfg.steps, 1),
@@ -139,8 +140,8 @@ def scan(cfg: TrainSelectorConfig) -> tuple[LeRobotDataset, dict, list[int], lis
 
 def load_attempts(ds: LeRobotDataset, episodes: list[int], cameras: list[str], size: int):
     """The critical attempts of `episodes`: images, states, candidates, labels."""
-    from pipelines.estimator_data import resize
     from pipelines.policy.data import vectors
+    from pipelines.vision.images import resize
 
     images, states, actions, labels = [], [], [], []
     for e in episodes:
@@ -201,7 +202,7 @@ def train_loop(config: dict) -> None:
     from ray.train import Checkpoint
     from ray.train.torch import prepare_model
 
-    from pipelines.selector_model import ApprovalModel
+    from pipelines.selection.model import ApprovalModel
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -274,7 +275,7 @@ def run(cfg: TrainSelectorConfig) -> TrainSelectorResult:
     if previous is not None and previous["step"] >= cfg.steps:
         return TrainSelectorResult(previous["path"], previous["step"], previous["metrics"],
                                    time.time() - t0)  # fmt: skip
-    from pipelines.cluster import cluster_cpus, connect
+    from pipelines.runtime.cluster import cluster_cpus, connect
 
     connect(cfg.ray_address)
     cpus = cfg.cpus_per_worker or max(1, cluster_cpus() // cfg.workers)
@@ -303,7 +304,7 @@ def run(cfg: TrainSelectorConfig) -> TrainSelectorResult:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("dataset")
     d = TrainSelectorConfig("")
     for flag, typ in (("--steps", int), ("--batch-size", int), ("--lr", float),
@@ -311,7 +312,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                       ("--workers", int), ("--cpus-per-worker", int),
                       ("--checkpoint-every", int), ("--max-failures", int)):  # fmt: skip
         p.add_argument(flag, type=typ, default=getattr(d, flag[2:].replace("-", "_")))
-    p.add_argument("--encoder", default=d.encoder, help="an encoder of pipelines.encoders")
+    p.add_argument("--encoder", default=d.encoder, help="an encoder of pipelines.vision.encoders")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: all)")
     p.add_argument("--name", default=d.name, help="run name (default selector)")
     p.add_argument("--storage", default=d.storage)
@@ -338,6 +339,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-selector
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m pipelines.train_selector"))

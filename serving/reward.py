@@ -70,6 +70,7 @@ import numpy as np
 from ray import serve
 
 from pipelines.classifier.model import camera_batch, camera_name, load_reward_model
+from pipelines.runtime.cli import JobParser
 
 APP_NAME = "reward"
 ROUTE = "/reward"
@@ -345,7 +346,7 @@ def build_app(args: dict):
     """
     from pipelines.classifier.model import KIND
     from pipelines.dataset import DatasetError
-    from pipelines.training import read_meta
+    from pipelines.runtime.training import read_meta
 
     cfg = RewardAppConfig.from_args(dict(args))
     try:
@@ -413,8 +414,8 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
     line, before anything starts.
     """
     from pipelines.classifier.model import KIND
-    from pipelines.cluster import connect
-    from pipelines.training import read_meta
+    from pipelines.runtime.cluster import connect
+    from pipelines.runtime.training import read_meta
 
     app_cfg = cfg.app_config()
     app_cfg.validate()
@@ -425,7 +426,7 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
     if cfg.direct_port is not None:
         _check_direct_port(cfg)
     connect(cfg.ray_address)
-    from pipelines.cluster import quiet
+    from pipelines.runtime.cluster import quiet
 
     quiet()
     running = _serve_http()
@@ -498,7 +499,7 @@ def direct_urls(cfg: ServeConfig, wait_s: float = 0.0) -> list[str]:
     has."""
     import ray
 
-    from pipelines.cluster import ClusterError
+    from pipelines.runtime.cluster import ClusterError
 
     controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
     want = cfg.replicas if cfg.min_replicas is None else cfg.min_replicas
@@ -530,7 +531,7 @@ def wait_for_http(host: str, port: int, deadline_s: float = 180.0) -> None:
     host:port; a ClusterError if it does not."""
     import http.client
 
-    from pipelines.cluster import ClusterError
+    from pipelines.runtime.cluster import ClusterError
 
     address = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     end = time.monotonic() + deadline_s
@@ -567,7 +568,7 @@ def _serve_http() -> tuple[str, int] | None:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a classifier checkpoint (flywheel train-classifier)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000)
@@ -604,8 +605,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward") -> int:
-    from pipelines.cluster import ClusterError
     from pipelines.dataset import DatasetError
+    from pipelines.runtime.cluster import ClusterError
 
     args = build_parser(prog).parse_args(argv)
     cfg = ServeConfig(**vars(args))
@@ -646,6 +647,6 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward")
 
 
 if __name__ == "__main__":
-    from pipelines.cluster import exit_process
+    from pipelines.runtime.cluster import exit_process
 
     exit_process(main(prog="python -m serving.reward"))

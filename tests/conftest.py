@@ -10,7 +10,7 @@ def ray_cluster():
     """One local Ray cluster for the whole session (each Ray job costs seconds here)."""
     import ray
 
-    from pipelines.cluster import quiet, quiet_data
+    from pipelines.runtime.cluster import quiet, quiet_data
 
     quiet()
     # On a busy machine the raylet can miss Ray's fixed 30 s start-up wait ("node timed out

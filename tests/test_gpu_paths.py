@@ -62,7 +62,7 @@ def test_train_estimator_and_estimate_on_a_gpu(dataset, tmp_path):
 
 
 def test_train_policy_on_a_gpu(dataset, tmp_path):
-    from pipelines.policy import train
+    from pipelines.policy import driver as train
 
     trained = train.run(
         train.TrainPolicyConfig(
@@ -76,9 +76,9 @@ def test_train_policy_on_a_gpu(dataset, tmp_path):
 def test_train_classifier_and_serve_it_on_a_gpu(dataset, tmp_path):
     from ray import serve
 
+    from pipelines.classifier.driver import TrainConfig
+    from pipelines.classifier.driver import run as train_classifier
     from pipelines.classifier.labels import success_csv_path
-    from pipelines.classifier.train import TrainConfig
-    from pipelines.classifier.train import run as train_classifier
     from pipelines.demo import free_port
     from serving.client import HandleRewardClient
     from serving.reward import ServeConfig, serve_reward

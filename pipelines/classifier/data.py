@@ -19,7 +19,7 @@ import numpy as np
 
 from pipelines.classifier.labels import EpisodeLabels
 from pipelines.dataset import DatasetError
-from pipelines.estimator_data import resize
+from pipelines.vision.images import resize
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Architecture (LeRobot's and hil-serl's reward classifier, trained from scratch):
 
     every camera image (uint8, S x S, /255) -> the encoder's trunk (one set of weights for all
-    cameras; `pipelines.encoders`, `small_convnet` by default, `resnet10` for GPU serving)
+    cameras; `pipelines.vision.encoders`, `small_convnet` by default, `resnet10` for GPU serving)
     -> per camera: learned spatial embeddings (K weighted sums over the feature map per
        channel) -> Linear(256) -> LayerNorm -> Tanh
     -> cameras concatenated -> Linear(256) -> Dropout(0.1) -> LayerNorm -> ReLU -> Linear(1)
@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.encoders import spatial_encoders, trunk_of
-from pipelines.estimator_data import resize
+from pipelines.vision.encoders import spatial_encoders, trunk_of
+from pipelines.vision.images import resize
 
 KIND = "classifier"
 CAMERA_PREFIX = "observation.images."
@@ -179,7 +179,7 @@ def default_device() -> str:
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
     """(model in eval mode on `device`, its ClassifierConfig, the checkpoint's meta)."""
-    from pipelines.training import load_state, read_meta
+    from pipelines.runtime.training import load_state, read_meta
 
     meta = read_meta(path, KIND)
     config = ClassifierConfig(**meta["model"])
@@ -201,7 +201,7 @@ def save_model(
     serves (latency does not depend on the weights)."""
     from pathlib import Path
 
-    from pipelines.training import write_checkpoint
+    from pipelines.runtime.training import write_checkpoint
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.advantage import base_task
+from pipelines.labeling.advantage import base_task
 
 DATA_TYPES = ("demo", "auto", "intervention")
 DEFAULT_DATA_TYPE_WEIGHTS = "demo=1,auto=1,intervention=2"
@@ -297,7 +297,7 @@ def load_episode(
     propensity, the candidates and the selected candidate (importance weights).
     """
     from pipelines.dataset import column_to_numpy, parquet_column_names
-    from pipelines.estimator_data import resize
+    from pipelines.vision.images import resize
 
     present = set(parquet_column_names(ds.data_file(episode, data_dir)))
     wanted = ["observation.state", "action", "task_index"]

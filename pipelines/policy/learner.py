@@ -1,6 +1,6 @@
 """One training step of the policy (and, for IQL, its critics), in plain PyTorch.
 
-The Ray Train job (`pipelines.policy.train`) builds a `Learner` on every worker and calls
+The Ray Train job (`pipelines.policy.driver`) builds a `Learner` on every worker and calls
 `step` with batches from `make_batch`; nothing here knows about Ray, so a step runs (and is
 tested) in one process.
 

@@ -1,7 +1,7 @@
 """The action-chunk policy: cameras, robot state and a prompt in, a chunk of actions out.
 
 * **Cameras**: each camera has its own image encoder from the shared registry
-  (`pipelines.encoders`; `spatial_softmax` by default: the policy must put its jaws on a
+  (`pipelines.vision.encoders`; `spatial_softmax` by default: the policy must put its jaws on a
   2.5 cm cube, so it needs image coordinates, which global pooling loses). Images are resized
   to `image_size` before they reach the model.
 * **State**: `observation.state`, normalized with the dataset's mean and std (buffers of the
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.encoders import ENCODERS
+from pipelines.vision.encoders import ENCODERS
 
 ACTION_FRAMES = ("relative", "absolute")
 _WORD = re.compile(r"[a-z0-9]+")

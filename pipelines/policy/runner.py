@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipelines.estimator_data import resize
 from pipelines.policy.model import ChunkPolicy, tokenize
+from pipelines.vision.images import resize
 
 
 def guided(cond: np.ndarray, uncond: np.ndarray, beta: float) -> np.ndarray:

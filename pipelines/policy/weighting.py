@@ -66,7 +66,7 @@ def candidate_softmax(action: torch.Tensor, candidates: torch.Tensor, scale: flo
     The discrete distribution the importance ratio needs: seed 000's propensity is a
     probability over the same candidate set, so the policy's probability must be one too (a
     continuous density divided by it is not an importance ratio). The same softmax as
-    `actors.selector.PolicyDistanceScorer` with temperature 1.
+    `pipelines.selection.selector.PolicyDistanceScorer` with temperature 1.
     """
     diff = candidates.detach().float() - action.detach().float()[:, None, :]
     distance = torch.sqrt((diff * diff).sum(-1))

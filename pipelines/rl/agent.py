@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipelines.encoders import ENCODERS
+from pipelines.vision.encoders import ENCODERS
 
 ENCODER_MODES = ("drqv2", "frozen")
 BC_ON = ("interventions", "interventions+demos")

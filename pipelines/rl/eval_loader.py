@@ -18,7 +18,7 @@ from pipelines.rl.policy import KIND, HilserlPolicy, read_checkpoint
 class LoadedHilserl:
     name: str
     source: str  # the checkpoint folder the user gave
-    env: object  # pipelines.policy.evaluate.EnvSettings
+    env: object  # pipelines.evaluation.driver.EnvSettings
     agent_config: dict
     actor_state: dict
     encoder_export: dict | None
@@ -43,7 +43,7 @@ class LoadedHilserl:
 
 def load_hilserl(path: Path, options) -> LoadedHilserl:
     """eval-policy's loader for `hilserl` checkpoints (`options`: its ArmOptions)."""
-    from pipelines.policy.evaluate import EnvSettings
+    from pipelines.evaluation.driver import EnvSettings
 
     meta, state = read_checkpoint(path)
     if options.cfg_scale != 1.0 or options.n_action_steps not in (None, 1):
@@ -70,7 +70,7 @@ def load_hilserl(path: Path, options) -> LoadedHilserl:
 
 
 def _register() -> None:
-    from pipelines.policy.evaluate import register_loader
+    from pipelines.evaluation.driver import register_loader
 
     register_loader(KIND)(load_hilserl)
 

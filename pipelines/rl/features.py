@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pipelines.dataset import DatasetError
-from pipelines.training import checkpoint_kind
+from pipelines.runtime.training import checkpoint_kind
 
 FROZEN_KINDS = ("estimator", "classifier")
 
@@ -50,7 +50,7 @@ class FrozenEncoder:
         self.feature_dim = int(per_camera) * len(self.cameras)
 
     def batch(self, images: dict) -> np.ndarray:
-        from pipelines.estimator_data import resize
+        from pipelines.vision.images import resize
 
         frames = []
         for key in self.cameras:
@@ -82,7 +82,7 @@ class FrozenEncoder:
 
 def _build(kind: str, config: dict):
     if kind == "estimator":
-        from pipelines.estimator_model import AdvantageEstimator, EstimatorConfig
+        from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
 
         return AdvantageEstimator(EstimatorConfig(**config))
     from pipelines.classifier.model import ClassifierConfig, RewardClassifier
@@ -93,7 +93,7 @@ def _build(kind: str, config: dict):
 def load_frozen_encoder(path: str | os.PathLike) -> FrozenEncoder:
     """The frozen encoder of an estimator or classifier checkpoint; a one-line DatasetError
     for anything else."""
-    from pipelines.training import load_state, read_meta
+    from pipelines.runtime.training import load_state, read_meta
 
     path = Path(path)
     if not path.exists():

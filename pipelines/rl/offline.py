@@ -5,7 +5,7 @@ earlier HIL-SERL run's recording) as replay episodes.
   cameras the agent sees must all be in the dataset; `observation.state` must have the env's 6
   joints; `action` must be either end-effector deltas (4 values, `dx, dy, dz, gripper` in m and
   0..100: what a HIL-SERL recording holds) or joint targets (6 values: synth and teleop), which
-  are converted by forward kinematics (`actors.sim.wrappers.ee_delta_from_joint_targets`);
+  are converted by forward kinematics (`pipelines.simulator.wrappers.ee_delta_from_joint_targets`);
   any other action dimension is refused.
 * **Rewards and ends.** `next.reward` as recorded (the simulator's sparse reward; with
   `--reward classifier` the demos keep their recorded rewards); the first rewarded frame ends the
@@ -89,9 +89,9 @@ def load_offline_episodes(
     workspace=None,
 ):
     """Yield each dataset episode as a replay `Episode` (module docstring)."""
-    from actors.sim.env import DEFAULT_WORKSPACE
-    from actors.sim.wrappers import ee_delta_from_joint_targets, normalize_ee_action
-    from pipelines.estimator_data import resize
+    from pipelines.simulator.env import DEFAULT_WORKSPACE
+    from pipelines.simulator.wrappers import ee_delta_from_joint_targets, normalize_ee_action
+    from pipelines.vision.images import resize
 
     convention = action_convention(ds)
     workspace = workspace or DEFAULT_WORKSPACE

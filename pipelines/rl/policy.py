@@ -25,7 +25,7 @@ class HilserlPolicy:
     def __init__(self, agent_config: dict, actor_state: dict, encoder_export, max_ee_step: float):
         import torch
 
-        from actors.collector import FrameStack
+        from actors.hilserl.collector import FrameStack
         from pipelines.rl.agent import AgentConfig, AgentPolicy
         from pipelines.rl.features import frozen_from_export
 
@@ -42,8 +42,8 @@ class HilserlPolicy:
         self._first = True
 
     def act(self, observation: dict) -> np.ndarray:
-        from actors.collector import replay_frame
-        from actors.sim.wrappers import denormalize_ee_action
+        from actors.hilserl.collector import replay_frame
+        from pipelines.simulator.wrappers import denormalize_ee_action
 
         frame = replay_frame(observation, self.config.cameras, self.encoder)
         if self._first:
@@ -57,7 +57,7 @@ class HilserlPolicy:
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """(meta, state) of a `hilserl` checkpoint; a one-line DatasetError for anything else."""
-    from pipelines.training import load_state, read_meta
+    from pipelines.runtime.training import load_state, read_meta
 
     path = Path(path)
     meta = read_meta(path, KIND)
@@ -86,7 +86,7 @@ def evaluate(path: str | os.PathLike, episodes: int = 50, seed: int = 0) -> dict
     """Success over `episodes` seeded episodes without the operator, by eval-policy's rule:
     an episode succeeds if `info["success"]` at any step before the time limit; seeds count up
     from `seed`. (The same episodes `flywheel eval-policy CHECKPOINT` rolls out.)"""
-    from actors.sim import SO101Env
+    from pipelines.simulator import SO101Env
 
     policy, env_settings = load_policy(path)
     env = SO101Env(

@@ -4,16 +4,16 @@ plain frames carry propensity 1 / approval none; a real arm's undo against the e
 import numpy as np
 import pytest
 
-from actors.collection import (
+from actors.collection.episode import (
     ControllerResponder,
     CriticalRule,
     ProgressAdmin,
     return_to_pose,
     run_collection_episode,
 )
-from actors.selector import ActionSelector, SelectorError
-from actors.sim import SO101Env
-from actors.sim.controllers import make_controller
+from pipelines.selection.selector import ActionSelector, SelectorError
+from pipelines.simulator import SO101Env
+from pipelines.simulator.controllers import make_controller
 
 RESPONDERS = ("expert", "hesitant", "noisy", "failing")
 
@@ -148,7 +148,7 @@ def test_return_to_pose_on_the_emulated_follower():
 def test_keyboard_admin_asks_until_yes_or_no_and_api_responder_proposes():
     import io
 
-    from actors.collection import APIResponder, Attempt, KeyboardAdmin
+    from actors.collection.episode import APIResponder, Attempt, KeyboardAdmin
 
     attempt = Attempt(3, {}, {}, np.zeros(6), np.zeros((2, 6)), 1, (0,), {}, {})
     shown = io.StringIO()

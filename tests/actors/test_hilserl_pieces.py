@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-from actors.collector import CollectorConfig, SimRollout
-from actors.learner import Learner, LearnerConfig, intervention_runs
-from actors.recording import OnlineRecorder
-from actors.sim import SO101Env
-from actors.sim import kinematics as kin
-from actors.sim.controllers import ExpertController
-from actors.sim.wrappers import (
+from actors.hilserl.collector import CollectorConfig, SimRollout
+from actors.hilserl.learner import Learner, LearnerConfig, intervention_runs
+from actors.hilserl.recording import OnlineRecorder
+from pipelines.dataset import DatasetError
+from pipelines.rl.agent import AgentConfig, AgentPolicy
+from pipelines.rl.features import frozen_from_export, load_frozen_encoder
+from pipelines.runtime.training import write_checkpoint
+from pipelines.simulator import SO101Env
+from pipelines.simulator import kinematics as kin
+from pipelines.simulator.controllers import ExpertController
+from pipelines.simulator.wrappers import (
     NormalizedEEDelta,
     denormalize_ee_action,
     ee_delta_from_joint_targets,
     normalize_ee_action,
 )
-from pipelines.dataset import DatasetError
-from pipelines.rl.agent import AgentConfig, AgentPolicy
-from pipelines.rl.features import frozen_from_export, load_frozen_encoder
-from pipelines.training import write_checkpoint
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 
@@ -38,7 +38,7 @@ def one_thread():
 
 def estimator_checkpoint(path, image_size=32):
     """A (randomly initialised) estimator checkpoint: a valid frozen encoder."""
-    from pipelines.estimator_model import AdvantageEstimator, EstimatorConfig
+    from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
 
     cfg = EstimatorConfig(variant="pi06", cameras=CAMS, image_size=image_size)
     torch.manual_seed(0)
@@ -133,7 +133,7 @@ def test_classifier_reward_decides_reward_and_end(tmp_path):
 
 
 def test_a_classifier_success_counts_after_its_consecutive_frames():
-    from actors.collector import SuccessStreak
+    from actors.hilserl.collector import SuccessStreak
 
     streak = SuccessStreak(3)
     said = [True, True, False, True, True, True, True]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from actors.selector import (
+from pipelines.selection.selector import (
     ActionSelector,
     PolicyDistanceScorer,
     SelectorError,

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.dataset import LeRobotDataset
-from pipelines.progress_dataset import make_progress_dataset
+from pipelines.labeling.progress_dataset import make_progress_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).parent / "ray"

@@ -38,7 +38,7 @@ def make(out: Path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from pipelines import label, synth
     from pipelines.dataset import V30, EpisodeRecorder, LeRobotDataset
-    from pipelines.progress_dataset import make_progress_dataset
+    from pipelines.labeling.progress_dataset import make_progress_dataset
 
     shutil.rmtree(out, ignore_errors=True)
     sets = out / "sets"

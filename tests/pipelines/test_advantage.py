@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipelines import advantage as adv
+from pipelines.labeling import advantage as adv
 
 f32, f64 = np.float32, np.float64
 

@@ -10,6 +10,7 @@ import torch
 
 from pipelines import synth, train_classifier
 from pipelines.classifier import data, labels, metrics
+from pipelines.classifier.driver import TrainConfig, run, split_held_out
 from pipelines.classifier.model import (
     ClassifierConfig,
     FeatureExtractor,
@@ -18,9 +19,8 @@ from pipelines.classifier.model import (
     load_feature_extractor,
     load_reward_model,
 )
-from pipelines.classifier.train import TrainConfig, run, split_held_out
 from pipelines.dataset import DatasetError, LeRobotDataset
-from pipelines.encoders import ENCODERS, ResNetSmall
+from pipelines.vision.encoders import ENCODERS, ResNetSmall
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 
@@ -302,7 +302,7 @@ def test_load_frames_drops_the_reset_frames(tiny):
 
 def test_an_encoder_without_a_feature_map_is_refused_in_one_line():
     from pipelines.classifier.model import ClassifierConfig
-    from pipelines.encoders import ENCODERS, spatial_encoders, trunk_of
+    from pipelines.vision.encoders import ENCODERS, spatial_encoders, trunk_of
 
     pooled = sorted(set(ENCODERS) - set(spatial_encoders()))
     assert pooled  # the registry has one (spatial_softmax: keypoints, not a feature map)

@@ -10,9 +10,9 @@ import json
 import pytest
 
 from pipelines import label, synth, train_estimator
-from pipelines.cluster import ClusterError, check_job_output, job_scratch_dir
-from pipelines.progress_dataset import make_progress_dataset
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.labeling.progress_dataset import make_progress_dataset
+from pipelines.runtime.cluster import ClusterError, check_job_output, job_scratch_dir
+from pipelines.runtime.tracking import TrackingError, check_tracking_uri
 
 
 def _as_job(monkeypatch, scratch, working_dir="gcs://_ray_pkg_0123456789abcdef.zip"):

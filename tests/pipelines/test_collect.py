@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import collect
 from pipelines.dataset import DatasetError, LeRobotDataset
-from pipelines.propensity import (
+from pipelines.selection.propensity import (
     LOG_FIELDS,
     LOG_NAME,
     PropensityLog,
@@ -92,7 +92,7 @@ def test_dataset_and_log_are_seed_000s(collected):
 
 def test_log_is_append_only_and_survives_kill_9(tmp_path):
     code = (
-        "import sys; from pipelines.propensity import PropensityLog\n"
+        "import sys; from pipelines.selection.propensity import PropensityLog\n"
         "log = PropensityLog(sys.argv[1])\n"
         "i = 0\n"
         "while True:\n"
@@ -230,7 +230,7 @@ def test_a_real_arm_needs_its_calibration_policies_and_a_person(tmp_path, capsys
 def test_emulated_arm_collection_with_api_admin_and_undo(ray_cluster, tmp_path):
     """`--robot emulated`: the FollowerArm driver on the servo emulators, the admin through the
     API (reject each state's first attempt), undo by return_to_pose."""
-    from actors.collection import APIAdmin
+    from actors.collection.episode import APIAdmin
 
     out = tmp_path / "ds"
     cfg = small(
@@ -392,7 +392,7 @@ def test_rejected_frames_are_left_out_of_training(collected):
 def test_train_policy_with_importance_weights_logs_them(collected, tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from pipelines.policy import train
+    from pipelines.policy import driver as train
 
     out, _ = collected
     cfg = train.TrainPolicyConfig(
@@ -463,7 +463,7 @@ def test_train_selector_then_collect_with_it(collected, tmp_path):
 
 
 def test_off_policy_estimate_weights_by_the_learned_softmax():
-    from pipelines.propensity import first_draw_approval, off_policy_approval
+    from pipelines.selection.propensity import first_draw_approval, off_policy_approval
 
     def entry(sel, approved, prop, scores):
         return {"is_critical": True, "resampled": False, "selected_candidate": sel,

@@ -11,17 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import estimate, estimator_data, label, synth, train_estimator, training
+from pipelines import estimate, label, synth, train_estimator
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns, write_parquet
-from pipelines.estimator_data import (
+from pipelines.estimator.data import (
     EpisodeFrames,
     advantages,
     lookahead,
     sample_pairs,
-    split_episodes,
     training_batch,
 )
-from pipelines.estimator_model import AdvantageEstimator, EstimatorConfig
+from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
+from pipelines.runtime import cli, training
+from pipelines.runtime.training import split_episodes
+from pipelines.vision.images import resize
 
 # ----------------------------------------------------------------------------- pure parts
 
@@ -135,7 +137,7 @@ def _with_parquet_images(root: Path, size: int = 24) -> dict[int, np.ndarray]:
     import cv2
     import pyarrow as pa
 
-    from pipelines.progress_dataset import make_progress_dataset
+    from pipelines.labeling.progress_dataset import make_progress_dataset
 
     make_progress_dataset(root, episodes=3, min_length=5, max_length=9, seed=1)
     ds = LeRobotDataset(root)
@@ -164,7 +166,7 @@ def _with_parquet_images(root: Path, size: int = 24) -> dict[int, np.ndarray]:
 
 
 def test_cameras_stored_as_images_in_parquet(tmp_path):
-    from pipelines.estimator_data import load_episode
+    from pipelines.estimator.data import load_episode
 
     root = tmp_path / "images"
     frames = _with_parquet_images(root)
@@ -212,9 +214,7 @@ def test_estimate_reads_cameras_stored_in_parquet(tmp_path, ray_cluster):
     for e, want in frames.items():
         t = read_columns(episode_data_path(root, e, out.out_dir.name))
         assert t.num_rows == len(want) and "relative_advantage" not in t.column_names
-        images = torch.from_numpy(
-            np.stack([estimator_data.resize(f, 16) for f in want])[:, None, None]
-        )
+        images = torch.from_numpy(np.stack([resize(f, 16) for f in want])[:, None, None])
         state = torch.from_numpy(np.stack(t["observation.state"].to_numpy(zero_copy_only=False)))
         with torch.no_grad():
             v = model(images, state[:, None].float()).numpy()
@@ -255,9 +255,7 @@ def test_estimate_on_a_v30_dataset_lerobot_wrote(tmp_path, ray_cluster):
         original = ds.read_episode(e)
         assert t.select(original.column_names).equals(original)
         frames = list(ds.iter_camera_frames(e, "observation.images.front"))
-        images = torch.from_numpy(
-            np.stack([estimator_data.resize(f, 16) for f in frames])[:, None, None]
-        )
+        images = torch.from_numpy(np.stack([resize(f, 16) for f in frames])[:, None, None])
         state = torch.from_numpy(np.stack(t["observation.state"].to_numpy(zero_copy_only=False)))
         with torch.no_grad():
             v = model(images, state[:, None].float()).numpy()
@@ -461,5 +459,5 @@ def test_a_dataset_error_on_a_worker_is_found_in_ray_trains_error():
     wrapped = RuntimeError("task failed")
     wrapped.cause = train_estimator.DatasetError("data/x.parquet: missing column 'state'")
     err = WorkerGroupError("rank 1 failed", {0: RuntimeError("other"), 1: wrapped})
-    assert str(training.dataset_error(err)) == "data/x.parquet: missing column 'state'"
-    assert training.dataset_error(WorkerGroupError("x", {0: ValueError()})) is None
+    assert str(cli.dataset_error(err)) == "data/x.parquet: missing column 'state'"
+    assert cli.dataset_error(WorkerGroupError("x", {0: ValueError()})) is None

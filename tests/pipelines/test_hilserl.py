@@ -13,7 +13,7 @@ import torch
 
 from pipelines import hilserl
 from pipelines.dataset import EpisodeRecorder, LeRobotDataset
-from pipelines.training import write_checkpoint
+from pipelines.runtime.training import write_checkpoint
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -32,7 +32,7 @@ def wait_until(predicate, timeout=600.0, every=0.2):
 @pytest.fixture(scope="module")
 def encoder_path(tmp_path_factory):
     """A (randomly initialised) estimator checkpoint at 32 x 32: a valid frozen encoder."""
-    from pipelines.estimator_model import AdvantageEstimator, EstimatorConfig
+    from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
 
     path = tmp_path_factory.mktemp("enc") / "estimator"
     path.mkdir()
@@ -215,7 +215,7 @@ def test_the_offline_buffer_is_seeded_from_synth_demos(tmp_path, encoder_path):
 
 
 def _agent(encoder_path, run_dir, **kw):
-    from actors.learner import LearnerConfig
+    from actors.hilserl.learner import LearnerConfig
     from pipelines.rl.features import load_frozen_encoder
 
     cfg = small(run_dir, encoder_path)
@@ -231,8 +231,8 @@ def _agent(encoder_path, run_dir, **kw):
 def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, encoder_path):
     import ray
 
-    from actors.collector import CollectorConfig, collector_actor
-    from actors.learner import learner_actor
+    from actors.hilserl.collector import CollectorConfig, collector_actor
+    from actors.hilserl.learner import learner_actor
 
     lcfg, agent, spec, source = _agent(encoder_path, tmp_path, steps=100_000, silent_after_s=15)
     learner = learner_actor(num_cpus=0).remote(lcfg, agent, spec, source)
@@ -279,8 +279,8 @@ def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, en
 def test_a_killed_learner_resumes_from_its_checkpoint(tmp_path, encoder_path):
     import ray
 
-    from actors.collector import CollectorConfig, collector_actor
-    from actors.learner import learner_actor
+    from actors.hilserl.collector import CollectorConfig, collector_actor
+    from actors.hilserl.learner import learner_actor
 
     lcfg, agent, spec, source = _agent(encoder_path, tmp_path, steps=240, checkpoint_every=50)
     learner = learner_actor(num_cpus=0).remote(lcfg, agent, spec, source)

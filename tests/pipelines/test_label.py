@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import advantage as adv
 from pipelines import label
 from pipelines.dataset import (
     JOURNAL,
@@ -30,7 +29,8 @@ from pipelines.dataset import (
     write_parquet,
 )
 from pipelines.dataset.atomic import is_temp
-from pipelines.progress_dataset import make_progress_dataset
+from pipelines.labeling import advantage as adv
+from pipelines.labeling.progress_dataset import make_progress_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "datasets"
@@ -617,7 +617,7 @@ def test_existing_cluster_by_address(small):
 def test_missing_token_is_explained():
     from ray.exceptions import AuthenticationError
 
-    from pipelines.cluster import _why
+    from pipelines.runtime.cluster import _why
 
     try:
         try:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pipelines.dataset import DatasetError
-from pipelines.policy import evaluate, stats
+from pipelines.evaluation import driver as evaluate
+from pipelines.evaluation import stats
 from pipelines.policy.data import (
     DATA_TYPES,
     FrameStore,
@@ -555,7 +556,7 @@ def test_reads_a_v30_dataset_written_by_lerobot():
     """LeRobot 0.6.1's own v3.0 output (one multi-episode parquet and H.264 video file)."""
     from pathlib import Path
 
-    from pipelines.policy import train
+    from pipelines.policy import driver as train
     from pipelines.policy.data import load_episode
 
     root = Path(__file__).resolve().parents[1] / "data" / "lerobot061_v30_h264"  # vendored
@@ -577,8 +578,8 @@ def test_reads_a_v30_dataset_written_by_lerobot():
 def test_a_run_from_before_an_option_existed_resumes_only_at_its_default(tmp_path):
     import json
 
-    from pipelines.policy.train import KIND, TrainPolicyConfig
-    from pipelines.training import check_resume
+    from pipelines.policy.driver import KIND, TrainPolicyConfig
+    from pipelines.runtime.training import check_resume
 
     recipe = TrainPolicyConfig("").recipe
     old = {k: v for k, v in recipe.items() if k != "importance_weights"}  # written before it

@@ -10,8 +10,8 @@ import pytest
 
 from pipelines import eval_policy, label, synth, train_policy
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns, write_parquet
-from pipelines.policy import train
-from pipelines.training import read_meta, write_checkpoint
+from pipelines.policy import driver as train
+from pipelines.runtime.training import read_meta, write_checkpoint
 
 
 @pytest.fixture(scope="module")

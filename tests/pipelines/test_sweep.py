@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipelines import sweep
-from pipelines.cluster import ClusterError
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.runtime.cluster import ClusterError
 
 AWBC = sweep.KINDS["awbc"]
 REWARD = sweep.KINDS["reward-threshold"]

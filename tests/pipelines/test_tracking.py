@@ -6,8 +6,8 @@ import socket
 import pytest
 
 from pipelines import label, train_estimator
-from pipelines.progress_dataset import make_progress_dataset
-from pipelines.tracking import TrackingError, check_tracking_uri
+from pipelines.labeling.progress_dataset import make_progress_dataset
+from pipelines.runtime.tracking import TrackingError, check_tracking_uri
 
 
 def test_sqlite_store_in_a_writable_folder_is_accepted(tmp_path):

@@ -240,7 +240,7 @@ def test_image_features_are_decoded_with_pillow(tmp_path):
     import pyarrow as pa
     from PIL import Image
 
-    from pipelines.progress_dataset import make_progress_dataset
+    from pipelines.labeling.progress_dataset import make_progress_dataset
 
     root = tmp_path / "images"
     make_progress_dataset(root, episodes=1, min_length=4, max_length=4, seed=0)

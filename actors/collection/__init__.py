@@ -1,0 +1,1 @@
+"""Collection with action selection: the episode loop, workcells, and their driver."""

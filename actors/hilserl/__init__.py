@@ -1,0 +1,1 @@
+"""HIL-SERL's workers: collectors, the learner, the recorder, and their driver."""

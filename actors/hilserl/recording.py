@@ -1,0 +1,69 @@
+"""The online episodes of a HIL-SERL run, written as a LeRobot dataset (Stage 0-3 read it).
+
+`OnlineRecorder` (a Ray actor in a run: collectors hand it the same episode object they send
+the learner, so the frames cross the object store once) writes each episode through
+`EpisodeRecorder`: `observation.state`, the camera videos, `action` = the end-effector delta
+sent, in the env's units (`dx, dy, dz` in m, `gripper` 0..100), `next.reward` (1.0 on the last
+frame of a success), `next.done`, `data_type` (`auto` for the policy's steps, `intervention`
+for the operator's) and `complementary_info.is_intervention`. A LeRobot episode has no frame
+for the final observation, so each episode's T steps are T frames. A rerun of the same run
+appends to the dataset; each episode appears only once written whole.
+"""
+
+from __future__ import annotations
+
+from actors.arm import JOINTS
+from pipelines.simulator.wrappers import EE_ACTION_NAMES, denormalize_ee_action
+
+
+class OnlineRecorder:
+    def __init__(self, root: str, fps: int, task: str, cameras: dict, max_ee_step: float):
+        from pipelines.dataset import EpisodeRecorder
+
+        self.recorder = EpisodeRecorder(
+            root,
+            fps=fps,
+            task=task,
+            joint_names=JOINTS,
+            cameras={k: tuple(v) for k, v in cameras.items()},
+            data_type="auto",
+            action_names=EE_ACTION_NAMES,
+        )
+        self.cameras = list(cameras)
+        self.max_ee_step = max_ee_step
+        self.recorded = 0
+        self.frames = 0
+
+    def record(self, episodes: list) -> int:
+        import ray
+
+        for item in episodes:
+            episode = ray.get(item) if isinstance(item, ray.ObjectRef) else item
+            t = len(episode)
+            if t == 0:
+                continue
+            actions = denormalize_ee_action(episode.action, self.max_ee_step)
+            self.recorder.begin()
+            try:
+                for i in range(t):
+                    images = {k: episode.obs[k][i] for k in self.cameras}
+                    self.recorder.add(
+                        episode.obs["observation.state"][i],
+                        actions[i],
+                        images,
+                        bool(episode.intervention[i]),
+                    )
+            except BaseException:
+                self.recorder.discard()
+                raise
+            self.recorder.save(success=bool(episode.terminated))
+            self.recorded += 1
+            self.frames += t
+        return self.recorded
+
+    def count(self) -> int:
+        return self.recorded
+
+    def close(self) -> int:
+        self.recorder.close()
+        return self.recorded

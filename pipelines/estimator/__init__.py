@@ -1,0 +1,1 @@
+"""The advantage estimator family: data, model, training and estimation."""

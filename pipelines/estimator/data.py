@@ -1,0 +1,117 @@
+"""Frames for the advantage estimator: decoding, the training pairs, the inference queries.
+
+Pure numpy (plus the dataset layer's decoding, and OpenCV to resize); the Ray jobs in
+`train_estimator` and `estimate` call these.
+
+Training pairs, as the stage-advantage reference samples them: a current frame c drawn at
+random, a history frame h drawn uniformly from the *other* frames of the same episode (a
+one-frame episode pairs its frame with itself, target 0: the reference loops forever there),
+target clamp(spg[c] - spg[h], -1, 1). The `pi06` variant sees the current frame only; its
+target is spg[c] (the history "at progress 0").
+
+Inference (per episode of n frames, frame i, horizon H = 50): f = min(i + H, n - 1);
+absolute_value[i] = model(history = frame 0, current = frame i), 0 at i = 0;
+relative[i] = model(history = frame i, current = frame f) (kai0 only);
+absolute_advantage[i] = V(f) - V(i); both advantages are scaled by H / (f - i) when
+f - i != H, are 0 when f = i, and are clipped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipelines.vision.images import resize
+
+HORIZON = 50
+
+
+@dataclass
+class EpisodeFrames:
+    """One episode at the model's input size: images n x cameras x S x S x 3 uint8."""
+
+    episode: int
+    images: np.ndarray
+    state: np.ndarray  # n x state_dim float32
+    progress: np.ndarray  # n float32: stage_progress_gt
+
+    def __len__(self) -> int:
+        return len(self.progress)
+
+
+def load_episode(ds, episode: int, cameras: list[str], size: int) -> EpisodeFrames:
+    """Decode one episode of a `LeRobotDataset` (every camera) at the model's input size."""
+    table = ds.read_episode(episode, ["observation.state", "stage_progress_gt"])
+    state = np.stack(table["observation.state"].to_numpy(zero_copy_only=False))
+    n = len(state)
+    images = np.empty((n, len(cameras), size, size, 3), dtype=np.uint8)
+    for c, key in enumerate(cameras):
+        for i, frame in enumerate(ds.iter_camera_frames(episode, key)):
+            images[i, c] = resize(frame, size)
+    progress = table["stage_progress_gt"].to_numpy(zero_copy_only=False).astype(np.float32)
+    return EpisodeFrames(episode, images, state.astype(np.float32), progress)
+
+
+def sample_pairs(
+    lengths: np.ndarray, batch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(episode position, current frame, history frame) for `batch` random pairs.
+
+    Episodes are drawn in proportion to their length (every frame equally likely to be the
+    current one); the history is uniform over the episode's other frames.
+    """
+    lengths = np.asarray(lengths)
+    ep = rng.choice(len(lengths), size=batch, p=lengths / lengths.sum())
+    n = lengths[ep]
+    cur = (rng.random(batch) * n).astype(np.int64)
+    other = (rng.random(batch) * np.maximum(n - 1, 1)).astype(np.int64)
+    hist = np.where(n > 1, other + (other >= cur), cur)
+    return ep, cur, hist
+
+
+def training_batch(
+    episodes: list[EpisodeFrames], batch: int, rng: np.random.Generator, variant: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images B x T x C x S x S x 3, state B x T x D, target B) for the given variant."""
+    ep, cur, hist = sample_pairs(np.array([len(e) for e in episodes]), batch, rng)
+    if variant == "pi06":
+        images = np.stack([episodes[e].images[c][None] for e, c in zip(ep, cur, strict=True)])
+        state = np.stack([episodes[e].state[c][None] for e, c in zip(ep, cur, strict=True)])
+        target = np.array([episodes[e].progress[c] for e, c in zip(ep, cur, strict=True)])
+    else:
+        pairs = list(zip(ep, cur, hist, strict=True))
+        images = np.stack([episodes[e].images[[h, c]] for e, c, h in pairs])
+        state = np.stack([episodes[e].state[[h, c]] for e, c, h in pairs])
+        target = np.array([episodes[e].progress[c] - episodes[e].progress[h] for e, c, h in pairs])
+    return images, state, np.clip(target, -1.0, 1.0).astype(np.float32)
+
+
+def lookahead(n: int, horizon: int = HORIZON) -> np.ndarray:
+    """f(i) = min(i + horizon, n - 1) for every frame i of an n-frame episode."""
+    return np.minimum(np.arange(n) + horizon, n - 1)
+
+
+def advantages(
+    values: np.ndarray, relative: np.ndarray | None, horizon: int = HORIZON
+) -> dict[str, np.ndarray]:
+    """The estimator's per-frame columns from its raw outputs for one episode.
+
+    `values[i]` = model(frame 0, frame i) (its value at 0 is replaced by 0);
+    `relative[i]` = model(frame i, frame f(i)) or None (pi06).
+    """
+    n = len(values)
+    v = np.asarray(values, dtype=np.float64).copy()
+    if n:
+        v[0] = 0.0
+    f = lookahead(n, horizon)
+    gap = (f - np.arange(n)).astype(np.float64)
+    scale = np.where(gap == 0, 0.0, horizon / np.where(gap == 0, 1.0, gap))
+
+    def finish(raw: np.ndarray) -> np.ndarray:
+        return np.clip(raw * scale, -1.0, 1.0).astype(np.float32)
+
+    out = {"absolute_value": v.astype(np.float32), "absolute_advantage": finish(v[f] - v)}
+    if relative is not None:
+        out["relative_advantage"] = finish(np.asarray(relative, dtype=np.float64))
+    return out

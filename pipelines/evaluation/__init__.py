@@ -1,0 +1,1 @@
+"""Policy evaluation in the simulator: paired seeds, intervals, tests."""

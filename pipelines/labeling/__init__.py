@@ -1,0 +1,1 @@
+"""Stage 0 labeling: progress to advantage to the labeled prompt."""

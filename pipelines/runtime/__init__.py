@@ -1,0 +1,1 @@
+"""The ground floor's runtime: cluster connection, tracking, checkpoints, the Ray Train skeleton."""

@@ -1,0 +1,1 @@
+"""Action selection (seed 000): selectors, the approval model, propensities."""

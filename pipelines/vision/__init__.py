@@ -1,0 +1,1 @@
+"""Images and image encoders, shared by every model family."""
