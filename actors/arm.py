@@ -81,17 +81,10 @@ class _Arm:
 class FollowerArm(_Arm):
     """The arm that acts (see the module docstring for its safety rules)."""
 
-    def __init__(
-        self,
-        port: str,
-        calibration: Mapping[str, MotorCalibration],
-        motors: Mapping[str, int] = SO101_MOTORS,
-        max_step: float = 10.0,
-        watchdog_s: float = 0.5,
-        retries: int = 3,
-        timeout_ms: float = 50.0,
-    ):
-        super().__init__(port, calibration, motors, retries, timeout_ms)
+    def __init__(self, *args, max_step: float = 10.0, watchdog_s: float = 0.5, **bus):
+        """`_Arm`'s arguments (port, calibration, motors, retries, timeout_ms), and the
+        follower's safety settings."""
+        super().__init__(*args, **bus)
         self.max_step = float(max_step)
         self.watchdog_s = float(watchdog_s)
         self.watchdog_trips = 0
@@ -175,16 +168,10 @@ class FollowerArm(_Arm):
 class LeaderArm(_Arm):
     """The arm the operator moves (see the module docstring for the intervention rule)."""
 
-    def __init__(
-        self,
-        port: str,
-        calibration: Mapping[str, MotorCalibration],
-        motors: Mapping[str, int] = SO101_MOTORS,
-        grab_threshold: float = 8.0,
-        retries: int = 3,
-        timeout_ms: float = 50.0,
-    ):
-        super().__init__(port, calibration, motors, retries, timeout_ms)
+    def __init__(self, *args, grab_threshold: float = 8.0, **bus):
+        """`_Arm`'s arguments (port, calibration, motors, retries, timeout_ms), and the
+        leader's grab threshold (degrees)."""
+        super().__init__(*args, **bus)
         self.grab_threshold = float(grab_threshold)
         self.following = False
         self._held_at: np.ndarray | None = None

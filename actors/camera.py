@@ -97,7 +97,7 @@ class OpenCVCamera:
 
 
 class RobotCamera:
-    """A camera of an emulated robot (an `EmulatedSO101` Ray actor): renders on request."""
+    """A camera of an emulated robot (an `EmulatedSO101`, or its Ray actor): renders on request."""
 
     def __init__(self, robot, key: str):
         self.source = key
@@ -105,9 +105,13 @@ class RobotCamera:
         self._count = 0
 
     def latest(self) -> tuple[np.ndarray, float, int]:
-        import ray
+        render = self._robot.render
+        if hasattr(render, "remote"):  # the robot is a Ray actor
+            import ray
 
-        frame = ray.get(self._robot.render.remote(self.source))
+            frame = ray.get(render.remote(self.source))
+        else:
+            frame = render(self.source)
         self._count += 1
         return frame, time.time(), self._count
 

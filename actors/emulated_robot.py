@@ -23,7 +23,10 @@ import numpy as np
 from actors.feetech.bus import SO101_MOTORS
 from actors.feetech.calibration import MotorCalibration
 from actors.feetech.emulator import STS3215Emulator
+from pipelines.simulator import SO101Env
 from pipelines.simulator import kinematics as kin
+from pipelines.simulator.controllers import Operator, make_controller
+from pipelines.simulator.render import Renderer
 
 REPLY_TIMEOUT_MS = 1000.0
 """Reply timeout for a bus on the emulated arms (`FeetechBus(timeout_ms=...)`, the arms'
@@ -85,9 +88,6 @@ class EmulatedSO101:
         servo_speed: float = 3000.0,
     ):
         """`servo_speed`: how fast the emulated servos move to their goals (counts/s)."""
-        from pipelines.simulator import SO101Env
-        from pipelines.simulator.render import Renderer
-
         self._lock = threading.RLock()
         self.env = SO101Env(task, image_size=image_size, render_images=False)
         self.env.reset(seed=seed)
@@ -157,8 +157,6 @@ class EmulatedSO101:
 
     def start_hand(self, kind: str = "expert", hz: float = 10.0, seed: int = 0) -> None:
         """A simulated operator moving the leader: the expert controller, acting on the world."""
-        from pipelines.simulator.controllers import make_controller
-
         if self._hand is not None:
             raise RuntimeError("the hand is already moving the leader")
         expert = make_controller(kind, self.env, seed=seed)
@@ -185,8 +183,6 @@ class EmulatedSO101:
         threshold, until the leader's torque goes off) and moves it as the expert would, until
         it hands back; then it lets go (the leader stays still, which ends the intervention).
         """
-        from pipelines.simulator.controllers import Operator
-
         if self._hand is not None:
             raise RuntimeError("the hand is already moving the leader")
         self._operator = Operator(self.env, lambda obs, info: None, seed=seed)

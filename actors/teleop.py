@@ -31,8 +31,10 @@ as a success.
 from __future__ import annotations
 
 import sys
+import termios
 import threading
 import time
+import tty
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +45,7 @@ SUCCESS, FAILURE, RERECORD, STOP, TIMEOUT = "success", "failure", "rerecord", "s
 
 
 @dataclass
-class EpisodeOutcome:
+class TeleopOutcome:
     episode_index: int
     frames: int
     outcome: str
@@ -128,7 +130,7 @@ class TeleopSession:
         ray.get(self.follower.command.remote(action))
         return state, action, images
 
-    def record_episode(self) -> EpisodeOutcome:
+    def record_episode(self) -> TeleopOutcome:
         """Record one episode (re-recording it as asked); returns how it ended."""
         while True:
             if self.on_episode_start is not None:
@@ -174,9 +176,9 @@ class TeleopSession:
                 self.recorder.discard()
                 continue
             meta = self.recorder.save(success=event == SUCCESS, success_from=success_at)
-            return EpisodeOutcome(ep, meta["length"], event, late, periods)
+            return TeleopOutcome(ep, meta["length"], event, late, periods)
 
-    def run(self, episodes: int) -> list[EpisodeOutcome]:
+    def run(self, episodes: int) -> list[TeleopOutcome]:
         outcomes = []
         for _ in range(episodes):
             if self._stop_pending():
@@ -202,9 +204,6 @@ class KeyboardControls:
         """Listen if stdin is a terminal; returns whether it does."""
         if not sys.stdin.isatty():
             return False
-        import termios
-        import tty
-
         fd = sys.stdin.fileno()
         self._saved = termios.tcgetattr(fd)
         tty.setcbreak(fd)
@@ -220,6 +219,4 @@ class KeyboardControls:
 
     def close(self) -> None:
         if self._saved is not None:
-            import termios
-
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, self._saved)

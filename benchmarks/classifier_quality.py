@@ -34,11 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipelines import synth  # noqa: E402
+from pipelines.classifier.config import ClassifierTrainConfig  # noqa: E402
 from pipelines.classifier.data import load_frames  # noqa: E402
-from pipelines.classifier.driver import TrainConfig, run  # noqa: E402
 from pipelines.classifier.labels import read_success_csv, success_csv_path  # noqa: E402
 from pipelines.classifier.metrics import binary_metrics  # noqa: E402
 from pipelines.classifier.model import load_reward_model  # noqa: E402
+from pipelines.classifier.training import run  # noqa: E402
 from pipelines.dataset import LeRobotDataset  # noqa: E402
 
 SMALL_MIX = "expert=0.6,hesitant=0.2,noisy=0.2"
@@ -93,7 +94,7 @@ def score(checkpoint: str, root: Path, episodes: list[int] | None = None) -> dic
 def train(root: Path, storage: Path, name: str, args) -> tuple[dict, float]:
     t = time.time()
     result = run(
-        TrainConfig(
+        ClassifierTrainConfig.from_flags(
             dataset=str(root),
             labels=str(success_csv_path(root)),
             encoder=args.encoder,

@@ -35,9 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import estimate, synth, train_estimator  # noqa: E402
+from pipelines import synth  # noqa: E402
 from pipelines.dataset import LeRobotDataset, write_parquet  # noqa: E402
+from pipelines.estimator import inference as estimate  # noqa: E402
+from pipelines.estimator import training as train_estimator  # noqa: E402
+from pipelines.estimator.config import EstimatorTrainConfig  # noqa: E402
 from pipelines.estimator.data import advantages, lookahead  # noqa: E402
+from pipelines.estimator.model import load_checkpoint  # noqa: E402
 from pipelines.vision.images import resize  # noqa: E402
 
 
@@ -48,7 +52,7 @@ def reference_loop(ds: LeRobotDataset, checkpoint: str, out_dir: str, batch: int
 
     from pipelines.dataset import episode_data_path, read_columns
 
-    model, cfg, _ = train_estimator.load_checkpoint(checkpoint)
+    model, cfg, _ = load_checkpoint(checkpoint)
     frames = 0
     for e in ds.episode_indices:
         images = np.stack(
@@ -84,7 +88,7 @@ def reference_loop(ds: LeRobotDataset, checkpoint: str, out_dir: str, batch: int
 
 def reuse_loop(ds: LeRobotDataset, checkpoint: str, out_dir: str) -> int:
     """One episode at a time, each frame encoded once (Flywheel's computation, no Ray)."""
-    model, cfg, _ = train_estimator.load_checkpoint(checkpoint)
+    model, cfg, _ = load_checkpoint(checkpoint)
     frames = 0
     for e in ds.episode_indices:
         images = np.concatenate(
@@ -116,7 +120,7 @@ def main() -> None:
     checkpoint = None
     for workers in (1, 2):
         r = train_estimator.run(
-            train_estimator.TrainConfig(
+            EstimatorTrainConfig.from_flags(
                 dataset=str(root),
                 workers=workers,
                 steps=args.train_steps,

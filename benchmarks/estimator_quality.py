@@ -29,9 +29,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import estimate, label, synth, train_estimator  # noqa: E402
+from pipelines import label, synth  # noqa: E402
 from pipelines.dataset import LeRobotDataset, episode_data_path, read_columns  # noqa: E402
-from pipelines.runtime.training import split_episodes  # noqa: E402
+from pipelines.estimator import inference as estimate  # noqa: E402
+from pipelines.estimator import training as train_estimator  # noqa: E402
+from pipelines.estimator.config import EstimatorTrainConfig  # noqa: E402
+from pipelines.runtime.schedule import split_episodes  # noqa: E402
 
 
 def labels_of(root: Path, data_dir: str, episodes: list[int]) -> np.ndarray:
@@ -68,7 +71,7 @@ def main() -> None:
 
     t = time.time()
     trained = train_estimator.run(
-        train_estimator.TrainConfig(
+        EstimatorTrainConfig.from_flags(
             dataset=str(root),
             variant="kai0",
             workers=2,

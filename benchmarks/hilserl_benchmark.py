@@ -68,7 +68,8 @@ def make_batch(rng, mode: str, n: int, size: int, stack: int, fdim: int) -> dict
 def updates_per_s(mode, hidden, stack, fdim, threads, batch=256, size=64, repeats=3, seconds=8):
     import torch
 
-    from pipelines.rl.agent import AgentConfig, DrQV2Agent
+    from pipelines.rl.agent import DrQV2Agent
+    from pipelines.rl.config import AgentConfig
 
     torch.set_num_threads(threads)
     cfg = AgentConfig(
@@ -107,7 +108,8 @@ def updates_per_s(mode, hidden, stack, fdim, threads, batch=256, size=64, repeat
 def collector_rate(encoder_path: str | None, steps: int = 2000) -> dict:
     import torch
 
-    from actors.hilserl.collector import CollectorConfig, SimRollout
+    from actors.hilserl.config import CollectorConfig, EpisodeSpec
+    from actors.hilserl.sim_rollout import SimRollout
     from pipelines.rl.features import load_frozen_encoder
 
     torch.set_num_threads(1)
@@ -116,7 +118,8 @@ def collector_rate(encoder_path: str | None, steps: int = 2000) -> dict:
     rng = np.random.default_rng(0)
     out = {}
     for keep in (False, True):
-        rollout = SimRollout(CollectorConfig(image_size=size, keep_images=keep), encoder)
+        spec = EpisodeSpec(CAMS, image_size=size, keep_images=keep)
+        rollout = SimRollout(CollectorConfig(), spec, encoder)
         done, episodes, shipped, pickled = 0, 0, [], []
         t0, cpu0 = time.perf_counter(), time.process_time()
         while done < steps:
@@ -200,12 +203,12 @@ def replay_memory(fill: int = 20_000) -> dict:
 
 
 def scale(encoder_path: str, steps: int, collectors=(1, 2, 4)) -> list[dict]:
-    from pipelines import hilserl
+    from actors import hilserl
 
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in collectors:
-            cfg = hilserl.HilserlConfig(
+            cfg = hilserl.HilserlConfig.from_flags(
                 encoder=f"frozen:{encoder_path}",
                 steps=steps,
                 collectors=n,

@@ -22,7 +22,7 @@ Reproducible from scratch with fixed seeds, every stage through Flywheel's own c
 4. **Evaluation**: each run's saved actor over `--eval-episodes` seeded episodes without the
    operator (seeds 10000 + k, none of them a training seed), by eval-policy's rule: `flywheel
    eval-policy CHECKPOINT` when it is available, else the same episodes in-process
-   (`pipelines.rl.policy.evaluate`).
+   (`pipelines.rl.policy.evaluate_actor`).
 
 Reported per run: success over the evaluation episodes, steps to success, the Q monitor's alarm
 count, the intervention rate falling (first and last 20 episodes), wall time, CPU time (the
@@ -79,10 +79,10 @@ def stage(name: str):
 
 
 def encoder_checkpoint(work: Path, quick: bool) -> str:
+    from pipelines.estimator.config import EstimatorTrainConfig as TrainConfig
+    from pipelines.estimator.training import run as train
     from pipelines.synth import SynthConfig
     from pipelines.synth import run as synth
-    from pipelines.train_estimator import TrainConfig
-    from pipelines.train_estimator import run as train
 
     data = work / "encoder_data"
     if not (data / "meta" / "info.json").exists():
@@ -90,8 +90,8 @@ def encoder_checkpoint(work: Path, quick: bool) -> str:
         synth(SynthConfig(str(data), episodes=20 if quick else 200, image_size=64, seed=0))
     stage("train-estimator: the frozen encoder")
     result = train(
-        TrainConfig(
-            str(data),
+        TrainConfig.from_flags(
+            dataset=str(data),
             variant="pi06",
             steps=40 if quick else 600,
             workers=2,
@@ -109,12 +109,12 @@ def encoder_checkpoint(work: Path, quick: bool) -> str:
 def classifier_endpoint(work: Path, quick: bool) -> str:
     """Train (`flywheel train-classifier --labels`, on synth's success-frames CSV) and serve
     (`flywheel serve-reward`) the reward classifier; its Serve application's name."""
-    from pipelines.classifier.driver import TrainConfig
-    from pipelines.classifier.driver import run as train_classifier
+    from pipelines.classifier.config import ClassifierTrainConfig as TrainConfig
     from pipelines.classifier.labels import success_csv_path
+    from pipelines.classifier.training import run as train_classifier
     from pipelines.synth import SynthConfig
     from pipelines.synth import run as synth
-    from serving.reward import ServeConfig, serve_reward
+    from serving import RewardAppConfig, ServeConfig, serve_reward
 
     data = work / "classifier_data"
     if not (data / "meta" / "info.json").exists():
@@ -128,8 +128,8 @@ def classifier_endpoint(work: Path, quick: bool) -> str:
         )  # fmt: skip
     stage("train-classifier")
     result = train_classifier(
-        TrainConfig(
-            str(data), labels=str(success_csv_path(data)), steps=40 if quick else 1000,
+        TrainConfig.from_flags(
+            dataset=str(data), labels=str(success_csv_path(data)), steps=40 if quick else 1000,
             image_size=64, workers=2, name="reward-classifier", storage=str(work / "runs"),
             mlflow=False,
         )
@@ -140,14 +140,14 @@ def classifier_endpoint(work: Path, quick: bool) -> str:
     with socket.socket() as s:  # a free port: 8000 may be another job's on a shared machine
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    serve_reward(ServeConfig(result.checkpoint, port=port, cpus_per_replica=0, threads=1))
+    serve_reward(ServeConfig(RewardAppConfig(result.checkpoint, num_cpus=0, threads=1), port=port))
     return "reward"
 
 
 def hilserl_run(name: str, work: Path, encoder: str, steps: int, **options) -> dict:
-    from pipelines import hilserl
+    from actors import hilserl
 
-    cfg = hilserl.HilserlConfig(
+    cfg = hilserl.HilserlConfig.from_flags(
         encoder=f"frozen:{encoder}",
         steps=steps,
         name=name,
@@ -197,10 +197,10 @@ def evaluate(checkpoint: str, episodes: int) -> dict:
 
         import pipelines.rl.eval_loader  # noqa: F401  (registers the hilserl loader)
     except ImportError:
-        from pipelines.rl.policy import evaluate as in_process
+        from pipelines.rl.policy import evaluate_actor as in_process
 
         report = in_process(checkpoint, episodes=episodes, seed=EVAL_SEED)
-        report["how"] = "pipelines.rl.policy.evaluate (eval-policy's episodes, in-process)"
+        report["how"] = "pipelines.rl.policy.evaluate_actor (eval-policy's episodes, in-process)"
         return {k: v for k, v in report.items() if k != "outcomes"}
     result = eval_run(
         EvalConfig(checkpoint, episodes=episodes, seed=EVAL_SEED, mlflow=False, videos=0)

@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipelines import evaluation as evaluate  # noqa: E402
 from pipelines import label, synth  # noqa: E402
-from pipelines.evaluation import driver as evaluate  # noqa: E402
-from pipelines.policy import driver as train  # noqa: E402
+from pipelines.policy import training as train  # noqa: E402
+from pipelines.policy.config import PolicyTrainConfig  # noqa: E402
 
 MIX = "expert=0.2,hesitant=0.2,noisy=0.2,failing=0.4"
 
@@ -54,8 +55,8 @@ def main() -> None:
     result: dict = {"episodes": args.episodes, "train_steps": args.train_steps, "training": {}}
     checkpoint = None
     for workers in (1, 2):
-        cfg = train.TrainPolicyConfig(
-            str(root),
+        cfg = PolicyTrainConfig.from_flags(
+            dataset=str(root),
             workers=workers,
             steps=args.train_steps,
             checkpoint_every=max(1, args.train_steps // 2),
@@ -68,7 +69,7 @@ def main() -> None:
         m = trained.metrics
         result["training"][f"{workers}_workers"] = {
             "samples_per_s": round(m["samples_per_s"], 1),
-            "batch_per_worker": cfg.batch_size,
+            "batch_per_worker": cfg.run.batch_size,
             "cpu_seconds": round(m["cpu_seconds"], 1),
             "wall_s": round(time.time() - t, 1),
             "decode_s": round(m["decode_s"], 1),

@@ -52,10 +52,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import estimate, label, synth, train_estimator  # noqa: E402
-from pipelines.evaluation import driver as evaluate  # noqa: E402
+from pipelines import evaluation as evaluate  # noqa: E402
+from pipelines import label, synth  # noqa: E402
+from pipelines.estimator import inference as estimate  # noqa: E402
+from pipelines.estimator import training as train_estimator  # noqa: E402
+from pipelines.estimator.config import EstimatorTrainConfig  # noqa: E402
 from pipelines.evaluation.stats import mcnemar_exact, paired_counts, wilson_interval  # noqa: E402
-from pipelines.policy import driver as train  # noqa: E402
+from pipelines.policy import training as train  # noqa: E402
+from pipelines.policy.config import PolicyTrainConfig  # noqa: E402
+from pipelines.runtime.training import flat_fields  # noqa: E402
 
 MIX = "expert=0.2,hesitant=0.2,noisy=0.2,failing=0.4"
 
@@ -110,8 +115,8 @@ def prepare(work: Path, episodes: int, data_seed: int) -> str:
     log("Stage 1: train-estimator (defaults)")
     t = time.time()
     est = train_estimator.run(
-        train_estimator.TrainConfig(
-            str(root), storage=str(work / "runs"), name="estimator", mlflow=False
+        EstimatorTrainConfig.from_flags(
+            dataset=str(root), storage=str(work / "runs"), name="estimator", mlflow=False
         )
     )
     est_wall = time.time() - t
@@ -142,8 +147,8 @@ def prepare(work: Path, episodes: int, data_seed: int) -> str:
 
 def train_arm(work: Path, arm: str, options: dict, seed: int, steps: int | None) -> dict:
     extra = {"steps": steps} if steps else {}
-    cfg = train.TrainPolicyConfig(
-        str(work / "dataset"),
+    cfg = PolicyTrainConfig.from_flags(
+        dataset=str(work / "dataset"),
         storage=str(work / "runs"),
         name=f"{arm}-seed{seed}",
         seed=seed,
@@ -157,7 +162,7 @@ def train_arm(work: Path, arm: str, options: dict, seed: int, steps: int | None)
         f"  {arm} seed {seed}: step {result.step}, L1 {result.metrics.get('l1', float('nan')):.4f}"
         f", {result.metrics.get('cpu_seconds', 0) / 60:.1f} CPU-min, {time.time() - t:.0f} s"
     )
-    from pipelines.runtime.training import read_meta
+    from pipelines.runtime.checkpoints import read_meta
 
     meta = read_meta(result.checkpoint, "policy")
     return {
@@ -368,7 +373,7 @@ def main() -> None:
             if arm is not None and arm not in runs[seed]:
                 runs[seed][arm] = train_arm(work, arm, trained_arms(est_dir)[arm], seed, args.steps)
     arms = aggregate(reports, runs)
-    defaults = train.TrainPolicyConfig("")
+    defaults = flat_fields(PolicyTrainConfig(""))
     result = {
         "dataset": {"episodes": args.episodes, "seed": args.data_seed, "mix": MIX, "label": 30},
         "prepared": json.loads((work / "prepared.json").read_text()),
@@ -376,7 +381,7 @@ def main() -> None:
         "eval_seeds": [args.eval_seed, args.eval_seed + args.eval_episodes - 1],
         "design_iteration": "dataset seed 1 and evaluation seeds >= 10000 only",
         "train_policy_defaults": {
-            k: getattr(defaults, k)
+            k: defaults[k]
             for k in (
                 "workers",
                 "steps",
@@ -390,7 +395,7 @@ def main() -> None:
                 "data_type_weights",
             )
         },  # fmt: skip
-        "steps": args.steps or defaults.steps,
+        "steps": args.steps or defaults["steps"],
         "arms": arms,
         "wall_s": round(time.time() - t0),
     }

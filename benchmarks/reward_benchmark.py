@@ -41,13 +41,27 @@ import time
 from pathlib import Path
 
 import numpy as np
+import ray
+import torch
+from ray import serve
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipelines.classifier.data import balanced_indices, random_shift  # noqa: E402
 from pipelines.classifier.model import ClassifierConfig, RewardClassifier, save_model  # noqa: E402
-from serving.client import HandleRewardClient, HTTPRewardClient, encode_png  # noqa: E402
-from serving.reward import APP_NAME, ServeConfig, direct_urls, serve_reward  # noqa: E402
+from pipelines.simulator import SO101Env  # noqa: E402
+from pipelines.simulator.controllers import make_controller  # noqa: E402
+from serving import (  # noqa: E402
+    APP_NAME,
+    HandleRewardClient,
+    HTTPRewardClient,
+    RewardAppConfig,
+    ServeConfig,
+    direct_urls,
+    serve_reward,
+)
+from serving.request_body import json_body  # noqa: E402
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 SIZE = 128
@@ -55,9 +69,6 @@ SIZE = 128
 
 def sim_frames(count: int = 20) -> list[dict]:
     """Camera frames of a simulated reach-and-grasp episode (realistic PNG sizes)."""
-    from pipelines.simulator import SO101Env
-    from pipelines.simulator.controllers import make_controller
-
     env = SO101Env("reach_grasp", image_size=SIZE)
     policy = make_controller("expert", env, seed=1)
     obs, info = env.reset(seed=1)
@@ -147,8 +158,6 @@ def rss_mb(pid: int) -> float:
 
 
 def serve_pids() -> dict:
-    import ray
-
     pids = {}
     for a in ray.util.list_named_actors(all_namespaces=True):
         name = a["name"]
@@ -163,7 +172,7 @@ def open_loop(url: str, frames, rate: float, duration: float) -> dict:
     """Requests at `rate`/s over HTTP whatever the answers (aiohttp); statuses and latencies."""
     import aiohttp
 
-    bodies = [json.dumps({"images": {k: encode_png(v) for k, v in f.items()}}) for f in frames]
+    bodies = [json_body(f) for f in frames]
     statuses, latencies = {}, []
     pids = serve_pids()
     memory = {k: [rss_mb(p)] for k, p in pids.items()}
@@ -221,10 +230,6 @@ def open_loop(url: str, frames, rate: float, duration: float) -> dict:
 
 
 def train_speed(encoder: str, steps: int = 20, batch: int = 32) -> float:
-    import torch
-
-    from pipelines.classifier.data import balanced_indices, random_shift
-
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (256, 2, SIZE, SIZE, 3), dtype=np.uint8)
@@ -258,15 +263,12 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=20)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reward.json"))
     args = p.parse_args()
-    import ray
-    import torch
-    from ray import serve
-
     frames = sim_frames()
     url = f"http://127.0.0.1:{args.port}/reward"
 
     def start(checkpoint, **options):  # serve_reward starts Ray, with direct ingress, at first
-        cfg = ServeConfig(checkpoint, port=args.port, direct_port=args.direct_port, **options)
+        app = RewardAppConfig(checkpoint, **options)
+        cfg = ServeConfig(app, port=args.port, direct_port=args.direct_port)
         handle = serve_reward(cfg)
         return handle, direct_urls(cfg)[0]
 

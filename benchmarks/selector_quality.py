@@ -39,7 +39,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import collect, train_selector  # noqa: E402
+from actors.collection.config import CollectConfig  # noqa: E402
+from actors.collection.driver import run as collect  # noqa: E402
+from pipelines.selection import training as train_selector  # noqa: E402
+from pipelines.selection.config import SelectorTrainConfig  # noqa: E402
 from pipelines.selection.propensity import (  # noqa: E402
     dataset_log,
     first_draw_approval,
@@ -50,7 +53,7 @@ from pipelines.selection.propensity import (  # noqa: E402
 def collected(path: Path, **kw) -> Path:
     """Collect into `path` unless a finished dataset is there (resumable)."""
     if not (path / "meta" / "info.json").exists():
-        collect.run(collect.CollectConfig(out=str(path), **kw))
+        collect(CollectConfig.from_flags(out=str(path), **kw))
     return path
 
 
@@ -94,8 +97,8 @@ def main(argv=None) -> int:
         work / "train_random", episodes=args.train_episodes, seed=args.seed, **common
     )
     trained = train_selector.run(
-        train_selector.TrainSelectorConfig(
-            str(train_ds), steps=args.steps, image_size=min(args.image_size, 64),
+        SelectorTrainConfig.from_flags(
+            dataset=str(train_ds), steps=args.steps, image_size=min(args.image_size, 64),
             storage=str(work / "runs"), name="selector", seed=args.seed,
         )
     )  # fmt: skip

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines.simulator.controllers import ExpertController  # noqa: E402
 from pipelines.simulator.env import SO101Env  # noqa: E402
+from pipelines.simulator.tasks import DEFAULT_TASK, TASK_NAMES  # noqa: E402
 
 CONFIGS = (  # (label, image_size, render_images)
     ("images 128x128", 128, True),
@@ -108,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="measured steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per config (median kept)")
-    parser.add_argument("--task", default="reach_grasp", choices=["reach_grasp", "pick_lift"])
+    parser.add_argument("--task", default=DEFAULT_TASK, choices=TASK_NAMES)
     args = parser.parse_args()
     core = pin_to_one_core()
 

@@ -29,23 +29,23 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines import label, synth  # noqa: E402
+from pipelines import labeling, synthesis  # noqa: E402
 from pipelines.dataset import LeRobotDataset  # noqa: E402
 
 
-def one_process(cfg: synth.SynthConfig) -> float:
+def one_process(cfg: synthesis.SynthConfig) -> float:
     """The same work as `flywheel synth`, sequentially in this process (no Ray)."""
     t = time.perf_counter()
-    plans = synth.plan_episodes(cfg, synth.parse_mix(cfg.mix))
+    plans = synthesis.plan_episodes(cfg, synthesis.parse_mix(cfg.mix))
     root = Path(cfg.out)
     root.mkdir(parents=True)
     metas, tables = [], []
     for plan in plans:
-        meta, table = synth.rollout_episode(plan, cfg, str(root))
+        meta, table = synthesis.rollout_episode(plan, cfg, str(root))
         metas.append(meta)
         tables.append(table)
     firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]]
-    synth.write_tables(
+    synthesis.write_tables(
         str(root),
         [(m["episode_index"], int(f)) for m, f in zip(metas, firsts, strict=True)],
         tables,
@@ -57,8 +57,10 @@ def label_shares(dataset: Path, episodes: list[dict], threshold: float, chunk: i
     work = dataset.parent / "labeled"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(dataset, work)
-    label.run(
-        label.LabelConfig(dataset=str(work), threshold=threshold, chunk_size=chunk, mlflow=False),
+    labeling.run(
+        labeling.LabelConfig(
+            dataset=str(work), threshold=threshold, chunk_size=chunk, mlflow=False
+        ),
         out=lambda *a: None,
     )
     ds = LeRobotDataset(work)
@@ -106,12 +108,12 @@ def main() -> None:
     if proc.returncode:
         raise SystemExit(proc.stderr)
     print(proc.stdout)
-    cfg = synth.SynthConfig(out=str(work / "single"), episodes=args.episodes, seed=args.seed)
+    cfg = synthesis.SynthConfig(out=str(work / "single"), episodes=args.episodes, seed=args.seed)
     single = one_process(cfg)
 
     ds = LeRobotDataset(out)
     frames = int(ds.info["total_frames"])
-    plans = synth.plan_episodes(cfg, synth.parse_mix(cfg.mix))
+    plans = synthesis.plan_episodes(cfg, synthesis.parse_mix(cfg.mix))
     episodes = []
     for plan in plans:
         t = ds.read_episode(plan.index, ["next.reward"])

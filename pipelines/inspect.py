@@ -8,6 +8,7 @@ shows up here rather than half-way through a training run.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -15,10 +16,14 @@ from pipelines.dataset import DatasetError, LeRobotDataset, probe_video
 from pipelines.runtime.cli import JobParser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel inspect") -> int:
+def build_parser(prog: str) -> argparse.ArgumentParser:
     p = JobParser(prog=prog, description=__doc__)
     p.add_argument("dataset", help="LeRobot v2.1 or v3.0 dataset folder")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "flywheel inspect") -> int:
+    args = build_parser(prog).parse_args(argv)
     try:
         ds = LeRobotDataset(args.dataset)
     except DatasetError as e:

@@ -22,9 +22,8 @@ An `HTTPRewardClient` keeps one keep-alive connection: use one per thread.
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import http.client
-import io
 import json
 import random
 import time
@@ -32,9 +31,19 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 import numpy as np
+import ray.exceptions as rex
+from ray import serve
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from pipelines.classifier.model import camera_name
-from serving.reward import RewardRequestError
+from serving.config import APP_NAME
+from serving.request_body import (
+    JSON_TYPE,
+    NPY_TYPE,
+    RewardRequestError,
+    error_text,
+    json_body,
+    npy_body,
+)
 
 RETRY_STATUSES = (500, 502, 503, 504)
 
@@ -62,15 +71,6 @@ class _Retrying:
 
     def wait(self, attempt: int, started: float, why: str) -> None:
         time.sleep(self.pause(attempt, started, why))
-
-
-def encode_png(image: np.ndarray) -> str:
-    import cv2
-
-    ok, png = cv2.imencode(".png", np.ascontiguousarray(image[:, :, ::-1]))
-    if not ok:
-        raise ValueError("image could not be encoded as PNG")
-    return base64.b64encode(png.tobytes()).decode()
 
 
 class HTTPRewardClient(_Retrying):
@@ -133,7 +133,7 @@ class HTTPRewardClient(_Retrying):
             self.statuses[status] += 1
             if status == 200:
                 return json.loads(data)
-            reason = _error_text(data)
+            reason = error_text(data)
             if status in RETRY_STATUSES:
                 self.wait(attempt, started, f"HTTP {status} {reason}")
                 continue
@@ -148,32 +148,13 @@ class HTTPRewardClient(_Retrying):
         if self.body == "npy":
             if self.cameras is None:
                 self.cameras = self.info()["cameras"]
-            try:
-                ordered = [
-                    images[c] if c in images else images[camera_name(c)] for c in self.cameras
-                ]
-                stacked = np.stack([np.asarray(a) for a in ordered])
-            except (KeyError, ValueError) as e:
-                raise RewardRequestError(
-                    f"cameras {sorted(images)}: the model takes {self.cameras} ({e})"
-                ) from None
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(stacked.astype(np.uint8, copy=False)))
-            return buf.getvalue(), "application/x-npy"
-        doc = {"images": {k: encode_png(v) for k, v in images.items()}}
-        return json.dumps(doc).encode(), "application/json"
+            return npy_body(images, self.cameras), NPY_TYPE
+        return json_body(images), JSON_TYPE
 
     def score(self, images: dict[str, np.ndarray]) -> dict:
         """{camera: uint8 H x W x 3} -> {"probability", "success", "threshold", "model"}."""
         body, content_type = self.encode(images)
         return self._call("POST", body, content_type)
-
-
-def _error_text(data: bytes) -> str:
-    try:
-        return str(json.loads(data).get("error", "")) or data[:200].decode(errors="replace")
-    except (ValueError, AttributeError):
-        return " ".join(data[:200].decode(errors="replace").split())
 
 
 def _refused(e: Exception) -> Exception:
@@ -190,9 +171,6 @@ def _why(e: BaseException) -> str:
 
 def _retriable(e: BaseException) -> bool:
     """Whether a handle call that raised `e` may succeed when tried again."""
-    import ray.exceptions as rex
-    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
-
     if isinstance(e, RewardRequestError):
         return False
     return isinstance(
@@ -214,18 +192,14 @@ class HandleRewardClient(_Retrying):
         self,
         handle=None,
         *,
-        app_name: str = "reward",
+        app_name: str = APP_NAME,
         retries: int = 5,
         backoff_s: float = 0.05,
         deadline_s: float = 10.0,
         timeout_s: float = 5.0,
     ):
         super().__init__(retries, backoff_s, deadline_s, timeout_s)
-        if handle is None:
-            from ray import serve
-
-            handle = serve.get_app_handle(app_name)
-        self.handle = handle
+        self.handle = serve.get_app_handle(app_name) if handle is None else handle
 
     def score(self, images: dict[str, np.ndarray]) -> dict:
         started, attempt = time.monotonic(), 0
@@ -240,8 +214,6 @@ class HandleRewardClient(_Retrying):
 
     async def score_async(self, images: dict[str, np.ndarray]) -> dict:
         """`score` for async callers (async Ray actors): awaits instead of blocking."""
-        import asyncio
-
         started, attempt = time.monotonic(), 0
         while True:
             attempt += 1

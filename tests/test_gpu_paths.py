@@ -46,11 +46,13 @@ def _tiny(**kw):
 
 
 def test_train_estimator_and_estimate_on_a_gpu(dataset, tmp_path):
-    from pipelines import estimate, train_estimator
+    from pipelines.estimator import inference as estimate
+    from pipelines.estimator import training as train_estimator
+    from pipelines.estimator.config import EstimatorTrainConfig
 
     trained = train_estimator.run(
-        train_estimator.TrainConfig(
-            str(dataset), workers=1, gpus_per_worker=GPUS, image_size=32,
+        EstimatorTrainConfig.from_flags(
+            dataset=str(dataset), workers=1, gpus_per_worker=GPUS, image_size=32,
             storage=str(tmp_path), name="est", **_tiny(),
         )
     )  # fmt: skip
@@ -62,11 +64,12 @@ def test_train_estimator_and_estimate_on_a_gpu(dataset, tmp_path):
 
 
 def test_train_policy_on_a_gpu(dataset, tmp_path):
-    from pipelines.policy import driver as train
+    from pipelines.policy import training as train
+    from pipelines.policy.config import PolicyTrainConfig
 
     trained = train.run(
-        train.TrainPolicyConfig(
-            str(dataset), workers=1, gpus_per_worker=GPUS, image_size=32,
+        PolicyTrainConfig.from_flags(
+            dataset=str(dataset), workers=1, gpus_per_worker=GPUS, image_size=32,
             storage=str(tmp_path), name="awbc", **_tiny(),
         )
     )  # fmt: skip
@@ -76,20 +79,21 @@ def test_train_policy_on_a_gpu(dataset, tmp_path):
 def test_train_classifier_and_serve_it_on_a_gpu(dataset, tmp_path):
     from ray import serve
 
-    from pipelines.classifier.driver import TrainConfig
-    from pipelines.classifier.driver import run as train_classifier
+    from pipelines.classifier.config import ClassifierTrainConfig
     from pipelines.classifier.labels import success_csv_path
-    from pipelines.demo import free_port
-    from serving.client import HandleRewardClient
-    from serving.reward import ServeConfig, serve_reward
+    from pipelines.classifier.training import run as train_classifier
+    from pipelines.demo_steps.online import free_port
+    from serving import HandleRewardClient, RewardAppConfig, ServeConfig, serve_reward
 
     trained = train_classifier(
-        TrainConfig(
-            str(dataset), labels=str(success_csv_path(dataset)), workers=1,
+        ClassifierTrainConfig.from_flags(
+            dataset=str(dataset), labels=str(success_csv_path(dataset)), workers=1,
             gpus_per_worker=GPUS, image_size=32, storage=str(tmp_path), name="clf", **_tiny(),
         )
     )  # fmt: skip
-    serve_reward(ServeConfig(str(trained.checkpoint), port=free_port(), gpus_per_replica=GPUS))
+    serve_reward(
+        ServeConfig(RewardAppConfig(str(trained.checkpoint), num_gpus=GPUS), port=free_port())
+    )
     try:
         frame = np.zeros((32, 32, 3), np.uint8)
         answer = HandleRewardClient().score({"front": frame, "wrist": frame})
@@ -99,10 +103,10 @@ def test_train_classifier_and_serve_it_on_a_gpu(dataset, tmp_path):
 
 
 def test_hilserl_learner_on_a_gpu(tmp_path):
-    from pipelines import hilserl
+    from actors import hilserl
 
     result = hilserl.run(
-        hilserl.HilserlConfig(
+        hilserl.HilserlConfig.from_flags(
             encoder="drqv2", steps=60, batch_size=8, learning_starts=20, random_steps=20,
             checkpoint_every=60, storage=str(tmp_path), name="gpu", mlflow=False, quiet=True,
         )
@@ -111,13 +115,14 @@ def test_hilserl_learner_on_a_gpu(tmp_path):
 
 
 def test_awbc_sweep_trial_on_a_gpu(dataset, tmp_path):
-    from pipelines import sweep
+    from pipelines import sweeps as sweep
 
     result = sweep.run(
         sweep.SweepConfig(
-            kind="awbc", inputs=[str(dataset)], space={"threshold": [30.0]}, steps=2,
-            checkpoint_every=2, batch_size=4, image_size=32, eval_episodes=1,
-            gpus_per_worker=GPUS, storage=str(tmp_path), name="gpu", mlflow=False,
+            kind="awbc", inputs=[str(dataset)], space={"threshold": [30.0]},
+            trial=sweep.TrialSettings(steps=2, checkpoint_every=2, batch_size=4, image_size=32,
+                                      eval_episodes=1, gpus_per_worker=GPUS),
+            storage=str(tmp_path), name="gpu", mlflow=False,
         ),
         out=lambda *a: None,
     )  # fmt: skip

@@ -9,7 +9,7 @@ approves, a rejection is undone and another candidate is drawn.
   (`Responder`): `reset(seed)` at an episode's start and `propose(observation, info) -> joint
   targets` at each critical state. In the simulator they are the scripted controllers of graded
   quality (`ControllerResponder`, `pipelines.simulator.controllers`) and any policy with `reset()` /
-  `act(obs)` (`PolicyResponder`: a trained checkpoint, `pipelines.evaluation.driver`). On a real
+  `act(obs)` (`PolicyResponder`: a trained checkpoint, `pipelines.evaluation`). On a real
   or emulated arm they are candidates submitted through the API: `APIResponder` wraps any
   `propose(observation) -> action` callable (a teleoperation queue, a remote planner, an HTTP
   handler); on the emulated arm the scripted controllers are that API's caller, computing
@@ -49,6 +49,7 @@ from typing import Protocol
 import numpy as np
 
 from pipelines.selection.selector import ActionSelector, SelectorError
+from pipelines.simulator.controllers import make_controller
 
 CRITICAL_RULES = ("grasp", "every:K", "grasp+every:K")
 
@@ -183,8 +184,6 @@ class ControllerResponder:
     """A scripted controller as a responder (asked fresh at each critical state)."""
 
     def __init__(self, name: str, env, seed: int | None):
-        from pipelines.simulator.controllers import make_controller
-
         self.name = name
         self.controller = make_controller(name, env, seed=seed)
         self.env = env.unwrapped
@@ -233,7 +232,7 @@ class Frame:
 
 
 @dataclass
-class EpisodeOutcome:
+class CollectionOutcome:
     frames: list[Frame]
     success: bool
     final_progress: float
@@ -251,7 +250,7 @@ def run_collection_episode(
     seed: int,
     stage_positions: Callable | None = None,
     max_frames: int | None = None,
-) -> EpisodeOutcome:
+) -> CollectionOutcome:
     """Roll one episode out with critical states (module docstring).
 
     `env`: an `SO101Env` or an `actors.collection.workcell.ArmWorkcell` (the same interface; a real
@@ -368,7 +367,7 @@ def run_collection_episode(
                 skip_critical = True
                 break
     success = bool(terminated and info["success"])
-    return EpisodeOutcome(frames, success, float(info["progress"]), critical_states, rejections)
+    return CollectionOutcome(frames, success, float(info["progress"]), critical_states, rejections)
 
 
 def return_to_pose(

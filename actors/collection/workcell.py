@@ -34,10 +34,13 @@ import time
 
 import numpy as np
 
+from actors.collection.episode import return_to_pose
+from actors.so101 import RobotConfig, open_so101
+from pipelines.simulator import SO101Env
 from pipelines.simulator import kinematics as kin
+from pipelines.simulator.tasks import get_task
 from pipelines.simulator.world import HOME_JOINTS
-
-FRONT, WRIST = "observation.images.front", "observation.images.wrist"
+from pipelines.vision.images import resize
 
 
 class ArmWorkcell:
@@ -75,68 +78,30 @@ class ArmWorkcell:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def emulated(
-        cls, task: str, seed: int, image_size: int, max_episode_steps: int | None, fps: int
-    ) -> ArmWorkcell:
-        """An `EmulatedSO101` in this process and a `FollowerArm` on its follower port."""
-        from actors.arm import FollowerArm
-        from actors.emulated_robot import EMULATED_CALIBRATION, REPLY_TIMEOUT_MS, EmulatedSO101
-        from pipelines.simulator.env import TIME_LIMIT_S
-
-        robot = EmulatedSO101(task=task, seed=seed, image_size=image_size)
-        try:
-            # the emulated bus stalls on a busy machine (its servos are threads): be patient
-            arm = FollowerArm(
-                robot.ports()["follower"],
-                EMULATED_CALIBRATION,
-                retries=20,
-                timeout_ms=REPLY_TIMEOUT_MS,
-            )
-        except BaseException:
-            robot.close()
-            raise
-        cameras = {key: (lambda key=key: robot.render(key)) for key in (FRONT, WRIST)}
-        steps = max_episode_steps or round(TIME_LIMIT_S[task] * fps)
-        cell = cls(arm, cameras, image_size, steps, robot=robot, sim_env=robot.env)
-        cell._closers = [arm.shutdown, robot.close]
-        return cell
-
-    @classmethod
-    def real(
+    def open(
         cls,
-        port: str,
-        calibration: dict,
-        camera_sources: dict,
+        robot: RobotConfig,
+        *,
+        emulated: bool,
         task: str,
+        seed: int,
         image_size: int,
         max_episode_steps: int | None,
         fps: int,
     ) -> ArmWorkcell:
-        """A real follower on `port` and OpenCV cameras (`{FRONT: 0, WRIST: 2}`)."""
-        from actors.arm import FollowerArm
-        from actors.camera import OpenCVCamera
-        from pipelines.simulator import SO101Env
-        from pipelines.simulator.env import TIME_LIMIT_S
-
-        arm = FollowerArm(port, calibration)
-        opened = []
-        try:
-            for source in camera_sources.values():
-                opened.append(OpenCVCamera(source))
-        except BaseException:
-            for cam in opened:
-                cam.close()
-            arm.shutdown()
-            raise
-        cameras = {
-            key: (lambda cam=cam: cam.latest()[0])
-            for key, cam in zip(camera_sources, opened, strict=True)
-        }
-        # the spaces the policies are checked against (no world state is read from it)
-        spec = SO101Env(task, fps=fps, image_size=image_size, render_images=False)
-        steps = max_episode_steps or round(TIME_LIMIT_S[task] * fps)
-        cell = cls(arm, cameras, image_size, steps, sim_env=spec)
-        cell._closers = [arm.shutdown, *(cam.close for cam in opened)]
+        """`open_so101`'s follower and cameras in this process: an `EmulatedSO101` (its world
+        gives the task state) or a real follower on `robot.follower_port` and OpenCV cameras."""
+        arms = open_so101(
+            robot, emulated=emulated, task=task, seed=seed, image_size=image_size, leader=False
+        )
+        cameras = {key: (lambda cam=cam: cam.latest()[0]) for key, cam in arms.cameras.items()}
+        steps = max_episode_steps or get_task(task).episode_steps(fps)
+        if emulated:
+            sim_env = arms.robot.env
+        else:  # the spaces the policies are checked against (no world state is read from it)
+            sim_env = SO101Env(task, fps=fps, image_size=image_size, render_images=False)
+        cell = cls(arms.follower, cameras, image_size, steps, robot=arms.robot, sim_env=sim_env)
+        cell._closers = [arms.close]
         return cell
 
     # ------------------------------------------------------------------ the env interface
@@ -176,8 +141,6 @@ class ArmWorkcell:
 
     def set_state(self, state: dict):
         """Undo: `return_to_pose` to the recorded joints (module docstring: the arm only)."""
-        from actors.collection.episode import return_to_pose
-
         return_to_pose(
             self.arm,
             state["joints"],
@@ -220,8 +183,6 @@ class ArmWorkcell:
             time.sleep(self.period_s)
 
     def _observation(self) -> dict:
-        from pipelines.vision.images import resize
-
         obs = {"observation.state": np.asarray(self.arm.read(), dtype=np.float32)}
         for key, grab in self.cameras.items():
             obs[key] = resize(np.asarray(grab()), self.image_size)

@@ -26,7 +26,8 @@ instruction stream and answers like a bus of real servos:
   effect, there are no power cycles), load and current (read 0), baud rate, return delay time.
 
 Fault injection (thread-safe, per servo): `drop_replies`, `corrupt_replies`, `delay_replies`,
-`set_error`, `kill` / `revive`. Run `python -m actors.feetech.emulator` for a follower and a
+`set_error`, `kill` / `revive`. The packets are `actors.feetech.protocol`'s, a servo's memory
+and state `actors.feetech.servo`'s. Run `python -m actors.feetech.emulator` for a follower and a
 leader bus on two ptys.
 """
 
@@ -41,183 +42,34 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
+from actors.feetech.protocol import (
+    BROADCAST_ID,
+    INST_ACTION,
+    INST_PING,
+    INST_READ,
+    INST_REG_WRITE,
+    INST_SYNC_READ,
+    INST_SYNC_WRITE,
+    INST_WRITE,
+    Instruction,
+    PacketParser,
+    build_packet,
+)
 from actors.feetech.registers import (
     COUNTS_PER_TURN,
     HALF_TURN,
     MAX_POSITION,
-    STS3215_MODEL_NUMBER,
-    decode_value,
-    encode_value,
-    from_bytes,
     register,
-    to_bytes,
+)
+from actors.feetech.servo import (
+    DEFAULT_REGISTERS,
+    MEMORY_SIZE,
+    READ_ONLY_ADDRESSES,
+    EmulatedServo,
 )
 
-BROADCAST_ID = 0xFE
-INST_PING = 0x01
-INST_READ = 0x02
-INST_WRITE = 0x03
-INST_REG_WRITE = 0x04
-INST_ACTION = 0x05
-INST_SYNC_READ = 0x82
-INST_SYNC_WRITE = 0x83
-
-# Status packet error bits, as named in scservo_sdk.protocol_packet_handler (ERRBIT_*).
-ERRBIT_VOLTAGE = 0x01
-ERRBIT_ANGLE = 0x02
-ERRBIT_OVERHEAT = 0x04
-ERRBIT_OVERELE = 0x08
-ERRBIT_OVERLOAD = 0x20
-
-MEMORY_SIZE = 256
 RESYNC_IDLE_S = 0.02
-
-DEFAULT_REGISTERS: dict[str, int] = {
-    "Firmware_Major_Version": 3,
-    "Firmware_Minor_Version": 10,
-    "Model_Number": STS3215_MODEL_NUMBER,
-    "Baud_Rate": 0,  # 0 = 1,000,000 baud
-    "Return_Delay_Time": 0,
-    "Response_Status_Level": 1,
-    "Min_Position_Limit": 0,
-    "Max_Position_Limit": MAX_POSITION,
-    "Max_Temperature_Limit": 70,
-    "Max_Voltage_Limit": 140,
-    "Min_Voltage_Limit": 40,
-    "Max_Torque_Limit": 1000,
-    "P_Coefficient": 32,
-    "D_Coefficient": 32,
-    "I_Coefficient": 0,
-    "Homing_Offset": 0,
-    "Operating_Mode": 0,
-    "Torque_Enable": 0,
-    "Acceleration": 0,
-    "Goal_Position": HALF_TURN,
-    "Goal_Velocity": 0,
-    "Torque_Limit": 1000,
-    "Lock": 0,
-    "Present_Voltage": 120,  # 0.1 V units: 12.0 V
-    "Present_Temperature": 30,
-}
-"""Power-on register values of an emulated servo (ID and positions are set per servo)."""
-
-_READ_ONLY = (
-    "Firmware_Major_Version",
-    "Firmware_Minor_Version",
-    "Model_Number",
-    "Present_Position",
-    "Present_Velocity",
-    "Present_Load",
-    "Present_Voltage",
-    "Present_Temperature",
-    "Status",
-    "Moving",
-    "Present_Current",
-)
-READ_ONLY_ADDRESSES = frozenset(
-    register(name).address + i for name in _READ_ONLY for i in range(register(name).size)
-)
-
-
-def checksum(body: bytes | bytearray) -> int:
-    """Protocol 0 checksum of the bytes after the header: ~(ID + LEN + INSTR/ERR + PARAMS)."""
-    return ~sum(body) & 0xFF
-
-
-def build_packet(servo_id: int, code: int, params: bytes = b"") -> bytes:
-    """A packet `FF FF ID LEN CODE PARAMS CHK`; `code` is the instruction or the error byte."""
-    body = bytes([servo_id, len(params) + 2, code]) + bytes(params)
-    return b"\xff\xff" + body + bytes([checksum(body)])
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """One instruction packet with a valid checksum."""
-
-    servo_id: int
-    instruction: int
-    params: bytes
-
-
-class PacketParser:
-    """Stream parser: `feed` bytes as they come, get back every complete, valid instruction.
-
-    Bytes before a `FF FF` header are skipped; a packet with a bad checksum is dropped whole.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.bad_checksums = 0
-
-    @property
-    def pending(self) -> bool:
-        """Whether a partial packet is buffered."""
-        return bool(self._buffer)
-
-    def reset(self) -> None:
-        """Discard any partial packet."""
-        self._buffer.clear()
-
-    def feed(self, data: bytes) -> list[Instruction]:
-        """Buffer `data` and return the instructions completed by it, in order."""
-        buf = self._buffer
-        buf.extend(data)
-        packets: list[Instruction] = []
-        while True:
-            start = buf.find(b"\xff\xff")
-            if start < 0:
-                del buf[: len(buf) - 1 if buf.endswith(b"\xff") else len(buf)]
-                return packets
-            del buf[:start]
-            if len(buf) < 4:
-                return packets
-            if buf[2] == 0xFF:  # a third 0xFF: the header starts one byte later
-                del buf[0]
-                continue
-            length = buf[3]
-            if length < 2:
-                del buf[:2]
-                continue
-            total = length + 4
-            if len(buf) < total:
-                return packets
-            packet = bytes(buf[:total])
-            del buf[:total]
-            if checksum(packet[2:-1]) != packet[-1]:
-                self.bad_checksums += 1
-                continue
-            packets.append(Instruction(packet[2], packet[4], packet[5:-1]))
-
-
-@dataclass
-class _Servo:
-    """State of one emulated servo."""
-
-    memory: bytearray
-    encoder: float  # physical position in counts, 0 <= encoder < 4096
-    alive: bool = True
-    drop: int = 0
-    corrupt: int = 0
-    delay_s: float = 0.0
-    delay_n: int = 0
-    error_bits: int = 0
-    registered_write: tuple[int, bytes] | None = None
-
-    def get(self, name: str) -> int:
-        reg = register(name)
-        return decode_value(reg, from_bytes(self.memory[reg.address : reg.address + reg.size]))
-
-    def set(self, name: str, value: int) -> None:
-        reg = register(name)
-        self.memory[reg.address : reg.address + reg.size] = bytes(
-            to_bytes(encode_value(reg, value), reg.size)
-        )
-
-    def reported(self) -> float:
-        """Present position in the homed frame (float, not yet rounded)."""
-        return (self.encoder - self.get("Homing_Offset")) % COUNTS_PER_TURN
 
 
 class STS3215Emulator:
@@ -244,11 +96,11 @@ class STS3215Emulator:
         self._on_update = on_update
         self._update_period = 1.0 / update_hz
         initial_positions = initial_positions or {}
-        self._servos: dict[int, _Servo] = {}
+        self._servos: dict[int, EmulatedServo] = {}
         for servo_id in ids:
             if not 0 <= servo_id < BROADCAST_ID:
                 raise ValueError(f"servo ID {servo_id} out of range 0..253")
-            servo = _Servo(
+            servo = EmulatedServo(
                 bytearray(MEMORY_SIZE), float(initial_positions.get(servo_id, HALF_TURN))
             )
             for name, value in DEFAULT_REGISTERS.items():
@@ -431,19 +283,19 @@ class STS3215Emulator:
 
     # ----- internals -----------------------------------------------------------------------
 
-    def _servo(self, servo_id: int) -> _Servo:
+    def _servo(self, servo_id: int) -> EmulatedServo:
         try:
             return self._servos[servo_id]
         except KeyError:
             raise KeyError(f"no emulated servo with ID {servo_id}") from None
 
-    def _refresh(self, servo: _Servo, velocity: float = 0.0) -> None:
+    def _refresh(self, servo: EmulatedServo, velocity: float = 0.0) -> None:
         """Recompute the Present_* registers from the encoder."""
         servo.set("Present_Position", round(servo.reported()) % COUNTS_PER_TURN)
         servo.set("Present_Velocity", max(-32767, min(32767, round(velocity))))
         servo.set("Moving", 1 if velocity else 0)
 
-    def _target(self, servo: _Servo) -> int:
+    def _target(self, servo: EmulatedServo) -> int:
         goal = servo.get("Goal_Position")
         low, high = servo.get("Min_Position_Limit"), servo.get("Max_Position_Limit")
         return min(high, max(low, goal)) if low < high else goal
@@ -509,7 +361,7 @@ class STS3215Emulator:
         return [servo_id] if servo is not None and servo.alive else []
 
     def _reply(
-        self, servo: _Servo, reply_id: int, params: bytes = b""
+        self, servo: EmulatedServo, reply_id: int, params: bytes = b""
     ) -> tuple[bytes, float] | None:
         """The status packet (and its delay) `servo` sends as `reply_id`, after fault injection."""
         if servo.drop:

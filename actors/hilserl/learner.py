@@ -38,119 +38,54 @@ the episode each collector was in the middle of.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import shutil
 import threading
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+import traceback
 from pathlib import Path
 
 import numpy as np
+import ray
+import torch
 
-from pipelines.dataset import DatasetError, fsync_path
-from pipelines.rl.replay import Episode, ReplayBuffer, remove_unlisted_segments
+from actors.hilserl import checkpoints
+from actors.hilserl.config import HilserlLearnerConfig
+from actors.hilserl.progress import episode_record, window_metrics
+from actors.priority import at_normal_priority
+from pipelines.rl.agent import DrQV2Agent
+from pipelines.rl.config import KIND, AgentConfig
+from pipelines.rl.features import frozen_from_export, load_frozen_encoder
+from pipelines.rl.monitor import QBoundMonitor
+from pipelines.rl.offline import check_offline_dataset, load_offline_episodes
+from pipelines.rl.replay import Episode, ReplayBuffer, concat_batches, intervention_runs
+from pipelines.runtime.checkpoints import latest_checkpoint, load_state, read_meta
+from pipelines.simulator.env import SO101Env
 
-KIND = "hilserl"
-STATE_FILE = "state.pt"
-META_FILE = f"{KIND}.json"
 WINDOW = 20  # episodes in the running averages (success, intervention rate, return)
 
 
-CHECKPOINT_NAME = re.compile(r"checkpoint_\d{9,}_\d{9,}")
-
-
-@dataclass
-class LearnerConfig:
-    run_dir: str
-    steps: int = 20_000  # env steps to collect
-    batch_size: int = 256
-    online_capacity: int = 100_000
-    offline_capacity: int = 100_000
-    online_ratio: float = 0.5
-    learning_starts: int = 100
-    updates_per_step: float = 1.0
-    max_lag: int = 200
-    push_every: int = 50
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    q_bound: float = 1.0
-    q_alarm_patience: int = 100
-    silent_after_s: float = 120.0
-    random_steps: int = 500
-    seed: int = 0
-    threads: int = 1
-    device: str = "cpu"
-    offline_dataset: str | None = None
-    run_meta: dict = field(default_factory=dict)  # the run's settings, kept in checkpoints
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def intervention_runs(episode: Episode) -> list[Episode]:
-    """Each run of consecutive intervened steps as its own episode (for the offline buffer)."""
-    flags = np.asarray(episode.intervention, dtype=bool)
-    runs = []
-    t = len(flags)
-    i = 0
-    while i < t:
-        if not flags[i]:
-            i += 1
-            continue
-        j = i
-        while j < t and flags[j]:
-            j += 1
-        frames = np.arange(i, j + 1)
-        runs.append(
-            Episode(
-                obs={k: v[frames] for k, v in episode.obs.items()},
-                action=episode.action[i:j],
-                reward=episode.reward[i:j],
-                terminated=bool(episode.terminated and j == t),
-                intervention=flags[i:j],
-                demo=np.asarray(episode.demo, dtype=bool)[i:j],
-                info={"from_episode": episode.info.get("seed")},
-            )
-        )
-        i = j
-    return runs
-
-
-def concat_batches(a: dict, b: dict) -> dict:
-    out = {}
-    for k, v in a.items():
-        if isinstance(v, dict):
-            out[k] = {kk: np.concatenate([vv, b[k][kk]]) for kk, vv in v.items()}
-        else:
-            out[k] = np.concatenate([v, b[k]])
-    return out
-
-
-class Learner:
+class HilserlLearner:
     """The learner (module docstring). A plain class; `learner_actor()` makes it a Ray actor."""
 
     def __init__(
         self,
-        cfg: LearnerConfig,
-        agent_config: dict,
+        cfg: HilserlLearnerConfig,
+        agent_config: AgentConfig,
         obs_spec: dict,
+        run_dir: str,
+        run_meta: dict | None = None,
+        device: str = "cpu",
         encoder_source: str | None = None,
         start: bool = True,
     ):
-        import torch
-
-        from pipelines.rl.agent import AgentConfig, DrQV2Agent
-        from pipelines.rl.monitor import QBoundMonitor
-
-        torch.set_num_threads(max(1, cfg.threads))
+        """`run_dir`: where its checkpoints and replay segments go; `run_meta`: the run's
+        settings, kept in every checkpoint; `device`: cpu, cuda or auto."""
+        torch.set_num_threads(cfg.threads)
         self.cfg = cfg
-        self.run_dir = Path(cfg.run_dir)
+        self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.agent_config = AgentConfig(**agent_config)
-        device = cfg.device
+        self.run_meta = dict(run_meta or {})
+        self.agent_config = agent_config
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.agent = DrQV2Agent(self.agent_config, device=device, seed=cfg.seed)
@@ -160,7 +95,7 @@ class Learner:
         a = self.agent_config.action_dim
         self.online = ReplayBuffer(cfg.online_capacity, obs_spec, a, stack)
         self.offline = ReplayBuffer(cfg.offline_capacity, obs_spec, a, stack)
-        self.monitor = QBoundMonitor(cfg.q_bound, patience=cfg.q_alarm_patience)
+        self.monitor = QBoundMonitor(agent_config.q_bound, patience=cfg.q_alarm_patience)
         self.rng = np.random.default_rng(cfg.seed)
         self.lock = threading.RLock()
         self.new_data = threading.Condition(self.lock)
@@ -190,8 +125,6 @@ class Learner:
         self.offline_loaded = 0
         resumed = self._resume()
         if not resumed and encoder_source is not None:
-            from pipelines.rl.features import load_frozen_encoder
-
             self.encoder_export = load_frozen_encoder(encoder_source).export()
         if not resumed and cfg.offline_dataset:
             self._load_offline()
@@ -202,11 +135,7 @@ class Learner:
     # ------------------------------------------------------------------ set-up
 
     def _load_offline(self) -> None:
-        from pipelines.rl.features import frozen_from_export
-        from pipelines.rl.offline import check_offline_dataset, load_offline_episodes
-        from pipelines.simulator.env import SO101Env
-
-        meta = self.cfg.run_meta
+        meta = self.run_meta
         cameras = list(meta["cameras"])
         ds = check_offline_dataset(self.cfg.offline_dataset, cameras)
         encoder = frozen_from_export(self.encoder_export) if self.encoder_export else None
@@ -220,8 +149,6 @@ class Learner:
             self.offline_loaded += len(episode)
 
     def _resume(self) -> bool:
-        from pipelines.runtime.training import latest_checkpoint, load_state, read_meta
-
         path = latest_checkpoint(self.run_dir, KIND)
         if path is None:
             return False
@@ -311,8 +238,6 @@ class Learner:
 
     def add_episode(self, episodes: list) -> int:
         """Episodes (or object refs of them) from a collector; returns the env steps so far."""
-        import ray
-
         items = [ray.get(e) if isinstance(e, ray.ObjectRef) else e for e in episodes]
         with self.lock:
             for episode in items:
@@ -329,27 +254,17 @@ class Learner:
             self.offline.add(run)
         self.env_steps += len(episode)
         self.episodes += 1
-        info = dict(episode.info)
-        collector = info.get("collector")
+        collector = episode.info.get("collector")
         if collector is not None:
             self._last_seen[int(collector)] = time.monotonic()
             self._silent.discard(int(collector))
-        steps = len(episode)
-        record = {
-            "episode": self.episodes,
-            "env_steps": self.env_steps,
-            "learner_steps": self.agent.updates,
-            "collector": collector,
-            "success": bool(info.get("success", False)),
-            "length": steps,
-            "return": float(np.sum(episode.reward)),
-            "intervention_steps": int(np.sum(episode.intervention)),
-            "random": bool(info.get("random", False)),
-            "cpu_s": float(info.get("cpu_s", 0.0)),
-            "bytes": episode.nbytes(),
-            "version": info.get("version", -1),
-            "wall_s": time.monotonic() - self._started,
-        }
+        record = episode_record(
+            episode,
+            episode=self.episodes,
+            env_steps=self.env_steps,
+            learner_steps=self.agent.updates,
+            wall_s=time.monotonic() - self._started,
+        )
         self.episode_log.append(record)
 
     # ------------------------------------------------------------------ training
@@ -403,8 +318,6 @@ class Learner:
                         continue
                 self.step()
         except Exception as e:  # reported through status(); the driver stops the run
-            import traceback
-
             self._error = f"{type(e).__name__}: {e}"
             traceback.print_exc()
         finally:
@@ -412,12 +325,7 @@ class Learner:
 
     def _publish(self) -> None:
         state = self.agent.policy_state()
-        try:
-            import ray
-
-            ref = ray.put(state) if ray.is_initialized() else state
-        except ImportError:  # pragma: no cover - Ray is a dependency
-            ref = state
+        ref = ray.put(state) if ray.is_initialized() else state
         with self.lock:
             self._weights = ref
             self.version = self.agent.updates
@@ -444,9 +352,7 @@ class Learner:
     # ------------------------------------------------------------------ checkpoints
 
     def checkpoint(self) -> str:
-        """Write a checkpoint (module docstring); returns its folder."""
-        import torch
-
+        """Write a checkpoint (`actors.hilserl.checkpoints`); returns its folder."""
         replay = self.run_dir / "replay"
         with self.lock:
             manifests = {
@@ -462,70 +368,36 @@ class Learner:
             episode_log = list(self.episode_log)
             metric_log = list(self.metric_log)
         step = self.agent.updates
-        name = f"checkpoint_{step:09d}_{counters['env_steps']:09d}"
-        final = self.run_dir / name
-        if final.exists():
-            return str(final)
-        tmp = self.run_dir / f".{name}.{uuid.uuid4().hex}.tmp"
-        tmp.mkdir()
-        try:
-            state = {
-                "agent": self.agent.state_dict(),
-                "frozen_encoder": self.encoder_export,
-                "monitor": self.monitor.state(),
-                "counters": counters,
-                "rng": self.rng.bit_generator.state,
-                "episode_log": episode_log,
-                "metric_log": metric_log,
-            }
-            torch.save(state, tmp / STATE_FILE)
-            meta = {
-                "step": step,
-                "env_steps": counters["env_steps"],
-                "episodes": counters["episodes"],
-                "agent": self.agent_config.to_dict(),
-                "run": self.cfg.run_meta,
-                "replay": manifests,
-                "time": time.time(),
-            }
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            for f in (STATE_FILE, META_FILE):
-                fsync_path(tmp / f)
-            fsync_path(tmp)
-            os.replace(tmp, final)
-            fsync_path(self.run_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        name = checkpoints.checkpoint_name(step, counters["env_steps"])
+        if (self.run_dir / name).exists():
+            return str(self.run_dir / name)
+        state = {
+            "agent": self.agent.state_dict(),
+            "frozen_encoder": self.encoder_export,
+            "monitor": self.monitor.state(),
+            "counters": counters,
+            "rng": self.rng.bit_generator.state,
+            "episode_log": episode_log,
+            "metric_log": metric_log,
+        }
+        meta = {
+            "step": step,
+            "env_steps": counters["env_steps"],
+            "episodes": counters["episodes"],
+            "agent": self.agent_config.to_dict(),
+            "run": self.run_meta,
+            "replay": manifests,
+            "time": time.time(),
+        }
+        final = checkpoints.write_atomically(self.run_dir, name, state, meta)
         self._last_checkpoint_env = counters["env_steps"]
         self._last_checkpoint = str(final)
-        self._prune()
+        checkpoints.prune(self.run_dir)
         return str(final)
 
     def own_checkpoints(self) -> list[Path]:
-        """This learner's checkpoints, oldest first: `checkpoint_<step>_<env steps>` folders
-        holding its meta file. Anything else in the run folder (another job's checkpoint, a
-        file) is not the learner's to delete."""
-        return sorted(
-            path
-            for path in self.run_dir.glob("checkpoint_*")
-            if CHECKPOINT_NAME.fullmatch(path.name) and (path / META_FILE).is_file()
-        )
-
-    def _prune(self) -> None:
-        kept = self.own_checkpoints()
-        for old in kept[: -self.cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-        for stale in self.run_dir.glob(".checkpoint_*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
-        manifests = []
-        for path in self.own_checkpoints()[-self.cfg.keep_checkpoints :]:
-            try:
-                manifests.append(json.loads((path / META_FILE).read_text())["replay"])
-            except (OSError, ValueError, KeyError):
-                continue
-        for name in ("online", "offline"):
-            remove_unlisted_segments(self.run_dir / "replay" / name, [m[name] for m in manifests])
+        """This learner's checkpoints, oldest first (`checkpoints.own_checkpoints`)."""
+        return checkpoints.own_checkpoints(self.run_dir)
 
     # ------------------------------------------------------------------ reporting
 
@@ -535,8 +407,6 @@ class Learner:
         with self.lock:
             pending, self._pending = self._pending, {}
             warnings, self._warnings = self._warnings, []
-            recent = [r for r in self.episode_log if not r["random"]][-WINDOW:]
-            window = self.episode_log[-WINDOW:]
             updates = self.agent.updates
             last_updates, last_t = self._updates_at_status
             self._updates_at_status = (updates, now)
@@ -562,18 +432,7 @@ class Learner:
             }
             for k, v in pending.items():
                 out[k] = float(np.mean(v))
-            if window:
-                steps = sum(r["length"] for r in window)
-                out["success_rate"] = float(np.mean([r["success"] for r in window]))
-                out["intervention_rate"] = sum(r["intervention_steps"] for r in window) / max(
-                    steps, 1
-                )
-                out["return"] = float(np.mean([r["return"] for r in window]))
-                out["episode_length"] = steps / len(window)
-            if recent:  # episodes the policy finished alone: success, no intervened step
-                out["autonomous_success_rate"] = float(
-                    np.mean([r["success"] and r["intervention_steps"] == 0 for r in recent])
-                )
+            out.update(window_metrics(self.episode_log, WINDOW))
             record = {k: v for k, v in out.items() if isinstance(v, int | float) and v is not None}
             self.metric_log.append(record)
             return out
@@ -628,16 +487,8 @@ class Learner:
 
 
 def learner_actor(max_restarts: int = 3, **options):
-    """`Learner` as a threaded Ray actor, restarted (resuming from its checkpoint) if it dies."""
-    import ray
-
-    from actors.priority import at_normal_priority
-
+    """`HilserlLearner` as a threaded Ray actor, restarted (resuming from its checkpoint) if it
+    dies."""
     return ray.remote(
         max_restarts=max_restarts, max_task_retries=max_restarts, max_concurrency=16, **options
-    )(at_normal_priority(Learner))
-
-
-def check_checkpoint_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DatasetError(f"{run_dir}: exists and is not a folder")
+    )(at_normal_priority(HilserlLearner))

@@ -12,14 +12,15 @@ appends to the dataset; each episode appears only once written whole.
 
 from __future__ import annotations
 
+import ray
+
 from actors.arm import JOINTS
+from pipelines.dataset import EpisodeRecorder
 from pipelines.simulator.wrappers import EE_ACTION_NAMES, denormalize_ee_action
 
 
 class OnlineRecorder:
     def __init__(self, root: str, fps: int, task: str, cameras: dict, max_ee_step: float):
-        from pipelines.dataset import EpisodeRecorder
-
         self.recorder = EpisodeRecorder(
             root,
             fps=fps,
@@ -35,8 +36,6 @@ class OnlineRecorder:
         self.frames = 0
 
     def record(self, episodes: list) -> int:
-        import ray
-
         for item in episodes:
             episode = ray.get(item) if isinstance(item, ray.ObjectRef) else item
             t = len(episode)

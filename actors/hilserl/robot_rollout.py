@@ -25,20 +25,25 @@ The collector drives a `FollowerArm`, a `LeaderArm` and camera actors (`actors.a
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import numpy as np
+import ray
 
-from actors.hilserl.collector import CollectorConfig, EpisodeBuilder
+from actors.hilserl.config import CollectorConfig, EpisodeSpec, HilserlRobotConfig
+from actors.hilserl.episodes import EpisodeBuilder
+from actors.priority import at_normal_priority
+from actors.so101 import open_so101
 from pipelines.simulator import kinematics as kin
-from pipelines.simulator.env import DEFAULT_WORKSPACE, TIME_LIMIT_S
+from pipelines.simulator.env import DEFAULT_WORKSPACE
+from pipelines.simulator.tasks import get_task
 from pipelines.simulator.world import HOME_JOINTS
 from pipelines.simulator.wrappers import (
     denormalize_ee_action,
     ee_delta_from_joint_targets,
     normalize_ee_action,
 )
+from pipelines.vision.images import resize
 
 MAX_EE_STEP = 0.02
 
@@ -59,6 +64,8 @@ class RobotRollout:
     def __init__(
         self,
         cfg: CollectorConfig,
+        spec: EpisodeSpec,
+        robot: HilserlRobotConfig,
         encoder=None,
         reward=None,
         seed: int = 0,
@@ -66,79 +73,49 @@ class RobotRollout:
         release_deg: float = 0.5,
         release_s: float = 0.5,
     ):
-        import ray
-
-        from actors.arm import FollowerArm, LeaderArm
-        from actors.camera import OpenCVCamera, RobotCamera
-        from actors.priority import at_normal_priority
-
         self.cfg = cfg
+        self.spec = spec
         self.encoder = encoder
         self.reward = reward
         self.release_deg = release_deg
         self.release_ticks = max(1, round(release_s * cfg.fps))
-        self.max_steps = cfg.max_episode_steps or round(TIME_LIMIT_S[cfg.task] * cfg.fps)
-        self.robot = None
-        zero = {"num_cpus": 0}
-        if cfg.robot == "emulated":
-            from actors.emulated_robot import EMULATED_CALIBRATION, EmulatedSO101
-
-            self.robot = (
-                ray.remote(at_normal_priority(EmulatedSO101))
-                .options(**zero)
-                .remote(task=cfg.task, seed=seed, image_size=cfg.image_size)
-            )
-            ports = ray.get(self.robot.ports.remote())
-            follower_port, leader_port = ports["follower"], ports["leader"]
-            follower_cal = leader_cal = EMULATED_CALIBRATION
-            camera = ray.remote(at_normal_priority(RobotCamera)).options(**zero)
-            self.cameras = {k: camera.remote(self.robot, k) for k in cfg.cameras}
-            if cfg.operator:
-                ray.get(self.robot.start_operator.remote(seed, float(cfg.fps)))
-        else:
-            from actors.feetech.calibration import DEFAULT_CALIBRATION_DIR, load_calibration
-
-            directory = cfg.calibration_dir or DEFAULT_CALIBRATION_DIR
-            follower_cal = load_calibration(cfg.follower_id, directory)
-            leader_cal = load_calibration(cfg.leader_id, directory)
-            follower_port, leader_port = cfg.follower_port, cfg.leader_port
-            camera = ray.remote(at_normal_priority(OpenCVCamera)).options(**zero)
-            self.cameras = {k: camera.remote(src) for k, src in cfg.real_cameras.items()}
-        # an emulated bus stalls when the machine is busy (its emulator is a thread in another
-        # process), which a real one does not: more retries before a timeout is a fault
-        retries = 20 if cfg.robot == "emulated" else 3
-        # as actors.arm's follower_actor / leader_actor: restarted (re-handshake) if they die
-        arm = {"max_restarts": 3, "max_task_retries": 3, **zero}
-        self.follower = (
-            ray.remote(at_normal_priority(FollowerArm))
-            .options(**arm)
-            .remote(follower_port, follower_cal, max_step=max_step, retries=retries)
+        self.max_steps = spec.max_episode_steps or get_task(cfg.task).episode_steps(cfg.fps)
+        # the workcell as Ray actors at normal priority, the arms restarted (re-handshaking)
+        # if they die; an emulated bus gets a longer timeout and more retries (actors.so101)
+        self.arms = open_so101(
+            robot.arm,
+            emulated=robot.kind == "emulated",
+            task=cfg.task,
+            seed=seed,
+            image_size=spec.image_size,
+            cameras=spec.cameras,
+            max_step=max_step,
+            remote=True,
+            wrap=at_normal_priority,
+            actor_options={"num_cpus": 0},
         )
-        self.leader = (
-            ray.remote(at_normal_priority(LeaderArm))
-            .options(**arm)
-            .remote(leader_port, leader_cal, retries=retries)
+        self.robot, self.follower, self.leader = (
+            self.arms.robot,
+            self.arms.follower,
+            self.arms.leader,
         )
+        self.cameras = self.arms.cameras
+        if self.robot is not None and cfg.operator:
+            ray.get(self.robot.start_operator.remote(seed, float(cfg.fps)))
 
     # ------------------------------------------------------------------ I/O
 
     def _observe(self) -> dict:
-        import ray
-
-        from pipelines.vision.images import resize
-
         state_ref = self.follower.read.remote()
         frame_refs = {k: cam.latest.remote() for k, cam in self.cameras.items()}
         state = ray.get(state_ref)
         obs = {"observation.state": np.asarray(state, dtype=np.float32)}
         for k, ref in frame_refs.items():
-            obs[k] = resize(ray.get(ref)[0], self.cfg.image_size)
+            obs[k] = resize(ray.get(ref)[0], self.spec.image_size)
         return obs
 
     def _success(self, obs: dict) -> tuple[float, bool, bool]:
         """(reward, terminated, the task's own success when known)."""
-        import ray
-
         real = bool(ray.get(self.robot.state.remote())["success"]) if self.robot else False
         if self.reward is None:
             return float(real), real, real
@@ -146,8 +123,6 @@ class RobotRollout:
         return reward, bool(reward > 0 and self.cfg.terminate_on_success), real
 
     def _go_home(self, dt: float) -> None:
-        import ray
-
         for _ in range(60):
             state = np.asarray(ray.get(self.follower.read.remote()), dtype=np.float64)
             if np.abs(state[:5] - HOME_JOINTS[:5]).max() < 2.0:
@@ -158,8 +133,6 @@ class RobotRollout:
     # ------------------------------------------------------------------ episodes
 
     def episode(self, act, seed: int):
-        import ray
-
         cfg = self.cfg
         dt = 1.0 / cfg.fps
         ray.get(self.leader.release.remote())
@@ -168,7 +141,7 @@ class RobotRollout:
             ray.get(self.robot.reset.remote(seed))
         if hasattr(self.reward, "reset"):
             self.reward.reset()
-        builder = EpisodeBuilder(cfg, self.encoder)
+        builder = EpisodeBuilder(self.spec, self.encoder)
         obs = self._observe()
         ray.get(self.leader.follow.remote(obs["observation.state"]))
         stacked = builder.observe(obs, first=True)
@@ -217,26 +190,15 @@ class RobotRollout:
                 truncated = True
         if intervening:
             ray.get(self.leader.end_intervention.remote(obs["observation.state"]))
-        info = {
-            "seed": seed,
-            "success": success_seen,
-            "length": len(builder.actions),
-            "return": float(np.sum(builder.rewards)),
-            "intervention_steps": int(np.sum(builder.interventions)),
-            "takeovers": takeovers,
-            "late_ticks": late,
-            "seconds": time.monotonic() - started,
-        }
+        info = builder.info(
+            seed,
+            success_seen,
+            takeovers=takeovers,
+            late_ticks=late,
+            seconds=time.monotonic() - started,
+        )
         return builder.build(terminated, info)
 
     def close(self) -> None:
-        import ray
-
-        for actor in (self.follower, self.leader, *self.cameras.values()):
-            # shutting down: torque off is best effort, nothing more to say
-            with contextlib.suppress(Exception):
-                stop = actor.shutdown if hasattr(actor, "shutdown") else actor.close
-                ray.get(stop.remote(), timeout=10)
-        if self.robot is not None:
-            with contextlib.suppress(Exception):
-                ray.get(self.robot.close.remote(), timeout=10)
+        """Torque off and close the workcell, best effort."""
+        self.arms.close()

@@ -5,7 +5,8 @@
     model    the network, `load_reward_model` (scoring) and `load_feature_extractor` (the
              frozen image encoder HIL-SERL uses)
     metrics  accuracy, precision, recall, threshold choice, precision-recall figure
-    train    the Ray Train job behind `flywheel train-classifier`
+    config   ClassifierTrainConfig (nested: run section) and the checkpoint KIND
+    training the Ray Train job behind `flywheel train-classifier` (`run`)
 
 `serving.reward` serves it; `serving.client` calls it.
 """

@@ -53,7 +53,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.dataset import DatasetError, atomic_write_text
+from pipelines.dataset import (
+    DatasetError,
+    LeRobotDataset,
+    atomic_write_text,
+    column_to_numpy,
+    parquet_column_names,
+)
 
 CSV_SUFFIX = "_success_frames.csv"
 COLUMNS = ("episode", "success_start", "env_reset_start")
@@ -306,8 +312,6 @@ def sync_success_csv(dataset_root: str | os.PathLike) -> Path | None:
     already in the CSV are kept as they are (they may have been corrected by hand). Returns the
     CSV's path, or None when there is no dataset yet.
     """
-    from pipelines.dataset import LeRobotDataset, column_to_numpy
-
     root = Path(dataset_root)
     if not (root / "meta" / "info.json").exists():
         return None
@@ -321,3 +325,40 @@ def sync_success_csv(dataset_root: str | os.PathLike) -> Path | None:
         reward = column_to_numpy(ds.read_episode(e, [REWARD]), REWARD)
         rows[e] = from_reward(e, reward, f"{ds.relative(ds.data_file(e))} (episode {e})")
     return write_success_csv(path, rows.values())
+
+
+def read_labels(
+    ds: LeRobotDataset, csv_path: str | None, episodes: list[int] | None
+) -> tuple[dict[int, EpisodeLabels], str, list[int]]:
+    """(labels per episode, the label source, dataset episodes left unlabeled); all checked.
+
+    From the success-frames CSV `csv_path`, or from the dataset's next.reward when None."""
+    known = ds.episode_indices
+    if episodes is not None:
+        unknown = sorted(set(episodes) - set(known))
+        if unknown:
+            raise DatasetError(f"{ds.root}: episodes {unknown} are not in the dataset")
+    wanted = list(known if episodes is None else episodes)
+    files: dict = {}
+    for e in wanted:
+        files.setdefault(ds.data_file(e), e)
+    for path, e in files.items():  # every file readable (footers only)
+        if not path.exists():
+            raise DatasetError(f"{ds.relative(path)}: missing (episode {e})")
+        names = parquet_column_names(path)
+        if csv_path is None and REWARD not in names:
+            raise DatasetError(
+                f"{ds.relative(path)}: no {REWARD!r} column to label from (give --labels CSV)"
+            )
+    if csv_path is not None:
+        path = Path(csv_path)
+        labels = read_success_csv(path)
+        check_against(labels, {e: ds.episode_length(e) for e in known}, str(path))
+        chosen = {e: labels[e] for e in wanted if e in labels}
+        return chosen, str(path.resolve()), [e for e in wanted if e not in labels]
+    chosen = {}
+    for e in wanted:
+        table = ds.read_episode(e, [REWARD])
+        where = f"{ds.relative(ds.data_file(e))} (episode {e})"
+        chosen[e] = from_reward(e, column_to_numpy(table, REWARD), where)
+    return chosen, REWARD, []

@@ -28,15 +28,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipelines.classifier.config import KIND
+from pipelines.runtime.checkpoints import load_state, read_meta, write_checkpoint
 from pipelines.vision.encoders import spatial_encoders, trunk_of
 from pipelines.vision.images import resize
 
-KIND = "classifier"
 CAMERA_PREFIX = "observation.images."
 
 
@@ -170,6 +172,19 @@ def camera_batch(
     return np.ascontiguousarray(np.stack(stacked, axis=1))
 
 
+def predict(model, frames, device, batch: int = 256) -> np.ndarray:
+    """Success probabilities of `Frames` (eval mode, no gradients)."""
+    out = []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for a in range(0, len(frames), batch):
+            x = torch.from_numpy(frames.images[a : a + batch]).to(device)
+            out.append(torch.sigmoid(model(x)).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -179,8 +194,6 @@ def default_device() -> str:
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu"):
     """(model in eval mode on `device`, its ClassifierConfig, the checkpoint's meta)."""
-    from pipelines.runtime.training import load_state, read_meta
-
     meta = read_meta(path, KIND)
     config = ClassifierConfig(**meta["model"])
     model = RewardClassifier(config)
@@ -199,10 +212,6 @@ def save_model(
     """Write `model` as a classifier checkpoint folder (no optimizer state): for models made
     outside `flywheel train-classifier`, such as the untrained ones the latency benchmark
     serves (latency does not depend on the weights)."""
-    from pathlib import Path
-
-    from pipelines.runtime.training import write_checkpoint
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = {

@@ -6,13 +6,16 @@ temporary file in the same folder and is renamed into place, so a reader, a reru
 or a machine that lost power sees either the old or the new file, never a truncated one.
 
     errors    DatasetError: every problem with a dataset, as one line naming the file
-    atomic    atomic, durable writes and the clean-up of what a killed writer left
+    atomic    atomic, durable writes, commits (their journal read as untrusted), clean-up
+    lock      one writer at a time: `exclusive_writer`, `WriterLock` (flock in the root)
+    metadata  metadata read as untrusted input: types, bounded counts, safe path templates
     tables    LeRobot's feature conventions, frame tables, parquet reads and writes
     video     camera videos through PyAV: encoding, decoding as a stream, concatenation
     stats     per-feature statistics as LeRobot keeps them
     layout    paths and metadata of both versions, `LeRobotDataset` to read them, v2.1 meta
     v30       v3.0 writing: files chunked by size, their metadata, appending an episode
     recorder  `EpisodeRecorder`: episodes recorded frame by frame (either version)
+    verify    silent corruption: `verify` (every file read whole), `check_footers` (cheap)
 
 Everything a caller needs is importable from `pipelines.dataset` itself.
 """
@@ -27,6 +30,8 @@ from pipelines.dataset.atomic import (
     commit_staged,
     finish_interrupted_commit,
     fsync_path,
+    journal_pairs,
+    make_folders,
     remove_stale_temps,
     replace_durably,
     stage_json,
@@ -52,6 +57,13 @@ from pipelines.dataset.layout import (
     stage_episode_stats,
     stage_meta,
     write_meta,
+)
+from pipelines.dataset.lock import (
+    LOCK,
+    WriterLock,
+    exclusive_writer,
+    finish_commit_on_load,
+    holds_writer_lock,
 )
 from pipelines.dataset.recorder import (
     EpisodeRecorder,
@@ -89,12 +101,18 @@ from pipelines.dataset.v30 import (
     unflatten_stats,
     write_episodes,
 )
+from pipelines.dataset.verify import (
+    check_footers,
+    verify,
+)
 from pipelines.dataset.video import (
     VIDEO_CODECS,
+    DamagedVideoError,
     VideoProbe,
     VideoWriter,
     check_frame_size,
     concatenate_videos,
+    count_video_frames,
     default_codec_note,
     default_video_codec,
     iter_video_frames,
@@ -107,11 +125,13 @@ from pipelines.dataset.video import (
 __all__ = [
     "ALLOWED_VALUES",
     "DEFAULT_CHUNKS_SIZE",
+    "DamagedVideoError",
     "DatasetError",
     "EpisodeRecorder",
     "ImageStats",
     "JOURNAL",
     "KNOWN_FEATURES",
+    "LOCK",
     "LeRobotDataset",
     "MissingReport",
     "QUANTILES",
@@ -127,28 +147,36 @@ __all__ = [
     "VIDEO_CODECS",
     "VideoProbe",
     "VideoWriter",
+    "WriterLock",
     "aggregate_stats",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_jsonl",
     "atomic_write_text",
+    "check_footers",
     "check_frame_size",
     "column_to_numpy",
     "commit_staged",
     "concatenate_videos",
+    "count_video_frames",
     "default_codec_note",
     "default_video_codec",
     "episode_data_path",
     "episode_rows",
     "episode_video_path",
+    "exclusive_writer",
     "feature_from_arrow",
     "features_of",
+    "finish_commit_on_load",
     "finish_interrupted_commit",
     "flatten_stats",
     "frames_table",
     "fsync_path",
+    "holds_writer_lock",
     "iter_video_frames",
+    "journal_pairs",
+    "make_folders",
     "new_info",
     "new_info_v30",
     "numeric_stats",
@@ -170,6 +198,7 @@ __all__ = [
     "tasks_table",
     "temp_path_for",
     "unflatten_stats",
+    "verify",
     "video_feature",
     "write_episodes",
     "write_meta",

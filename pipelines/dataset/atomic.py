@@ -29,6 +29,8 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipelines.dataset.errors import DatasetError, one_line
+
 JOURNAL = ".flywheel-commit.json"
 _TEMP_MARK = ".flywheel-"
 _TEMP_RE = re.compile(r"^\..+\.flywheel-[0-9a-f]{32}\.tmp(\.\w+)?$")
@@ -62,8 +64,27 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     `replace_durably` once fsynced; `remove_stale_temps` deletes leftovers after a crash.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     return path.parent / f".{path.name}{_TEMP_MARK}{uuid.uuid4().hex}.tmp{path.suffix}"
+
+
+def make_folders(folder: str | os.PathLike) -> None:
+    """`mkdir -p folder`, durably: each folder made is fsynced into its parent.
+
+    Without it a file renamed into a new folder (and that folder fsynced) can still vanish
+    with the folder after a power loss: the folder's own entry was never flushed.
+    """
+    folder = want = Path(folder)
+    if folder.is_dir():
+        return
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        fsync_path(new.parent)
+    want.mkdir(parents=True, exist_ok=True)  # a file in the way: FileExistsError, as before
 
 
 def is_temp(name: str) -> bool:
@@ -155,25 +176,60 @@ def commit_staged(root: str | os.PathLike, staged: list[tuple[Path, Path]]) -> N
     """
     root = Path(root)
     rel = [[str(Path(t).relative_to(root)), str(Path(p).relative_to(root))] for t, p in staged]
+    for tmp, _target in rel:  # nothing moves unless every staged file is still there
+        if not (root / tmp).exists():
+            raise DatasetError(
+                f"{root / tmp}: a staged file vanished before its commit (another writer?)"
+            )
     atomic_write_json(root / JOURNAL, {"replace": rel})
-    _finish(root, rel)
+    _finish(root, rel, first=True)
 
 
 def finish_interrupted_commit(root: str | os.PathLike) -> int:
-    """Complete the commit a killed process left under `root`; returns the files it renamed."""
+    """Complete the commit a killed process left under `root`; returns the files it renamed.
+
+    The journal is read as untrusted input (a dataset may come from anywhere): every pair must
+    be a temporary named as `temp_path_for` names them and its target, the same file name in
+    the same folder, both inside `root`. Anything else is a `DatasetError` and nothing moves.
+    """
     root = Path(root)
+    path = root / JOURNAL
     try:
-        journal = json.loads((root / JOURNAL).read_text())
+        journal = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return 0
-    except (OSError, json.JSONDecodeError) as e:  # atomic: cannot be half written, but say so
-        from pipelines.dataset.errors import DatasetError
-
-        raise DatasetError(f"{root / JOURNAL}: unreadable commit journal ({e})") from e
-    return _finish(root, journal["replace"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: unreadable commit journal ({one_line(e)})") from e
+    return _finish(root, journal_pairs(path, journal), first=False)
 
 
-def _finish(root: Path, pairs: list[list[str]]) -> int:
+def journal_pairs(path: Path, journal) -> list[list[str]]:
+    """The journal's (temporary, target) pairs, each checked (`finish_interrupted_commit`)."""
+    pairs = journal.get("replace") if isinstance(journal, dict) else None
+    if not isinstance(pairs, list):
+        raise DatasetError(f"{path}: not a commit journal (no 'replace' list)")
+    root = path.parent.resolve()
+    for pair in pairs:
+        if not (
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+        ):
+            raise DatasetError(f"{path}: a 'replace' entry is not a [temporary, target] pair")
+        tmp, target = (Path(x) for x in pair)
+        where = f"{path}: entry {pair!r}"
+        for p in (tmp, target):
+            if p.is_absolute() or ".." in p.parts or not p.parts:
+                raise DatasetError(f"{where} leaves the dataset folder")
+            resolved = (root / p).resolve()
+            if resolved != root and root not in resolved.parents:
+                raise DatasetError(f"{where} leaves the dataset folder")
+        if tmp.parent != target.parent or not is_temp(tmp.name):
+            raise DatasetError(f"{where} is not a temporary and its sibling target")
+        if not tmp.name.startswith(f".{target.name}{_TEMP_MARK}"):
+            raise DatasetError(f"{where}: the temporary is not the target's")
+    return pairs
+
+
+def _finish(root: Path, pairs: list[list[str]], first: bool) -> int:
     done = 0
     folders = set()
     for tmp, target in pairs:
@@ -182,6 +238,11 @@ def _finish(root: Path, pairs: list[list[str]]) -> int:
             folders.add((root / target).parent)
             done += 1
             _failpoint("commit", done)
+        elif first:  # in the commit itself every temporary must be there
+            raise DatasetError(
+                f"{root / tmp}: a staged file vanished before its commit (another writer?); "
+                f"{root / JOURNAL} is left for the next writer to finish"
+            )
     for folder in sorted(folders):
         fsync_path(folder)
     (root / JOURNAL).unlink()

@@ -26,9 +26,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from PIL import Image
 
-from pipelines.dataset.atomic import commit_staged, stage_json, stage_jsonl, staging
+from pipelines.dataset import metadata
+from pipelines.dataset.atomic import JOURNAL, commit_staged, stage_json, stage_jsonl, staging
 from pipelines.dataset.errors import DatasetError, one_line
+from pipelines.dataset.lock import exclusive_writer, finish_commit_on_load
 from pipelines.dataset.tables import read_columns
 from pipelines.dataset.video import iter_video_frames
 
@@ -37,29 +40,6 @@ V30 = "v3.0"
 DEFAULT_CHUNKS_SIZE = 1000
 V21_DATA_PATH = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
 V21_VIDEO_PATH = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
-
-
-def _read_json(path: Path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise
-    except Exception as e:
-        raise DatasetError(f"{path}: not valid JSON ({one_line(e)})") from e
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DatasetError(f"{path}:{n}: not valid JSON ({one_line(e)})") from e
-    return rows
 
 
 def _ranges(indices: Sequence[int]) -> str:
@@ -120,10 +100,14 @@ class LeRobotDataset:
         info_path = self.root / "meta" / "info.json"
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: no such dataset folder")
+        if (self.root / JOURNAL).exists():  # an unfinished commit: finish it, or refuse
+            finish_commit_on_load(self.root)
         try:
-            self.info: dict = _read_json(info_path)
+            self.info: dict = metadata.read_json(info_path)
         except FileNotFoundError:
             raise DatasetError(f"{info_path}: missing (not a LeRobot dataset)") from None
+        if not isinstance(self.info, dict):
+            raise DatasetError(f"{info_path}: a {type(self.info).__name__}, not a JSON object")
         version = str(self.info.get("codebase_version", ""))
         if version.startswith("v2"):
             self.version = V21
@@ -133,7 +117,7 @@ class LeRobotDataset:
             raise DatasetError(
                 f"{info_path}: codebase_version {version!r} is not supported (v2.1 or v3.0)"
             )
-        self.features: dict = self.info.get("features", {})
+        self.features: dict = metadata.check_info(info_path, self.info, self.version)
         self.fps: float = self.info.get("fps", 30)
         self.chunks_size: int = int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
         self._missing_meta: list[str] = []
@@ -141,6 +125,13 @@ class LeRobotDataset:
             self._load_v21_meta()
         else:
             self._load_v30_meta()
+        if not self.episodes:  # episode_indices falls back on total_episodes: bound it
+            metadata.bound_total_episodes(
+                info_path,
+                self.total_episodes,
+                len(self.data_files()),
+                self.chunks_size,
+            )
 
     # ------------------------------------------------------------------ metadata loading
 
@@ -148,14 +139,12 @@ class LeRobotDataset:
         meta = self.root / "meta"
         self.tasks: dict[int, str] = {}
         if (meta / "tasks.jsonl").exists():
-            for row in _read_jsonl(meta / "tasks.jsonl"):
-                self.tasks[int(row["task_index"])] = row["task"]
+            self.tasks = metadata.v21_tasks(meta / "tasks.jsonl")
         else:
             self._missing_meta.append("meta/tasks.jsonl")
         self.episodes: dict[int, dict] = {}
         if (meta / "episodes.jsonl").exists():
-            for row in _read_jsonl(meta / "episodes.jsonl"):
-                self.episodes[int(row["episode_index"])] = row
+            self.episodes = metadata.v21_episodes(meta / "episodes.jsonl")
         else:
             self._missing_meta.append("meta/episodes.jsonl")
         if not (meta / "episodes_stats.jsonl").exists():
@@ -166,31 +155,15 @@ class LeRobotDataset:
         self.tasks = {}
         tasks_path = meta / "tasks.parquet"
         if tasks_path.exists():
-            t = read_columns(tasks_path)
-            names = [n for n in t.column_names if n != "task_index"]
-            text_col = "task" if "task" in names else (names[0] if names else None)
-            if text_col is None:
-                raise DatasetError(f"{tasks_path}: no task text column")
-            for idx, text in zip(
-                t.column("task_index").to_pylist(), t.column(text_col).to_pylist(), strict=True
-            ):
-                self.tasks[int(idx)] = text
+            self.tasks = metadata.v30_tasks(tasks_path, read_columns(tasks_path))
         else:
             self._missing_meta.append("meta/tasks.parquet")
         self.episodes = {}
         ep_files = sorted((meta / "episodes").glob("chunk-*/file-*.parquet"))
         if not ep_files:
             self._missing_meta.append("meta/episodes/chunk-*/file-*.parquet")
-        keep_prefixes = ("data/", "videos/", "dataset_")
         for path in ep_files:
-            t = read_columns(path)
-            cols = [
-                c
-                for c in t.column_names
-                if c in ("episode_index", "tasks", "length") or c.startswith(keep_prefixes)
-            ]
-            for row in t.select(cols).to_pylist():
-                self.episodes[int(row["episode_index"])] = row
+            self.episodes.update(metadata.v30_episodes(path, read_columns(path)))
 
     @functools.cached_property
     def episodes_stats(self) -> dict[int, dict]:
@@ -198,7 +171,7 @@ class LeRobotDataset:
         path = self.root / "meta" / "episodes_stats.jsonl"
         if self.version != V21 or not path.exists():
             return {}
-        return {int(row["episode_index"]): row["stats"] for row in _read_jsonl(path)}
+        return metadata.v21_episodes_stats(path)
 
     # ------------------------------------------------------------------ layout
 
@@ -210,7 +183,12 @@ class LeRobotDataset:
     def episode_indices(self) -> list[int]:
         if self.episodes:
             return sorted(self.episodes)
-        return list(range(int(self.info.get("total_episodes", 0))))
+        return list(range(self.total_episodes))
+
+    @property
+    def total_episodes(self) -> int:
+        """info.json's `total_episodes` (0 when absent; checked on loading)."""
+        return metadata.total_episodes(self.meta_dir / "info.json", self.info)
 
     def episode_chunk(self, episode_index: int) -> int:
         return episode_index // self.chunks_size
@@ -218,30 +196,48 @@ class LeRobotDataset:
     def data_file(self, episode_index: int, data_dir: str = "data") -> Path:
         """The parquet file that holds `episode_index` (for v3.0 a multi-episode file)."""
         if self.version == V21:
-            rel = self.info.get("data_path", V21_DATA_PATH).format(
-                episode_chunk=self.episode_chunk(episode_index), episode_index=episode_index
+            rel = self._fill(
+                "data_path",
+                self.info.get("data_path") or V21_DATA_PATH,
+                episode_chunk=self.episode_chunk(episode_index),
+                episode_index=episode_index,
             )
             return self.root / _swap_data_dir(rel, data_dir)
         ep = self._v30_episode(episode_index)
-        rel = self.info["data_path"].format(
-            chunk_index=ep["data/chunk_index"], file_index=ep["data/file_index"]
+        rel = self._fill(
+            "data_path",
+            self.info["data_path"],
+            chunk_index=ep["data/chunk_index"],
+            file_index=ep["data/file_index"],
         )
         return self.root / _swap_data_dir(rel, data_dir)
 
     def video_file(self, episode_index: int, video_key: str) -> Path:
         if self.version == V21:
-            rel = self.info.get("video_path") or V21_VIDEO_PATH
-            return self.root / rel.format(
+            return self.root / self._fill(
+                "video_path",
+                self.info.get("video_path") or V21_VIDEO_PATH,
                 episode_chunk=self.episode_chunk(episode_index),
                 episode_index=episode_index,
                 video_key=video_key,
             )
         ep = self._v30_episode(episode_index)
-        return self.root / self.info["video_path"].format(
+        return self.root / self._fill(
+            "video_path",
+            self.info["video_path"],
             video_key=video_key,
             chunk_index=ep[f"videos/{video_key}/chunk_index"],
             file_index=ep[f"videos/{video_key}/file_index"],
         )
+
+    def _fill(self, name: str, template: str, **fields) -> str:
+        """A path template (checked on loading) filled in; DatasetError for bad values."""
+        try:
+            return template.format(**fields)
+        except (ValueError, TypeError) as e:
+            raise DatasetError(
+                f"{self.root}/meta: {name} {template!r} with {fields}: {one_line(e)}"
+            ) from e
 
     def video_span(self, episode_index: int, video_key: str) -> tuple[float, float]:
         """(from, to) timestamps of the episode inside its video file (0..length/fps for v2.1)."""
@@ -322,15 +318,14 @@ class LeRobotDataset:
                 fps=self.fps,
             )
             return
-        from PIL import Image
-
         column = self.read_episode(episode_index, [key], data_dir).column(key).to_pylist()
         for i, cell in enumerate(column):
             data = cell.get("bytes") if isinstance(cell, dict) else cell
             try:
                 with Image.open(io.BytesIO(data or b"")) as image:
                     rgb = np.asarray(image.convert("RGB"))
-            except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                # PIL.UnidentifiedImageError is an OSError; a bomb is refused before decoding
                 raise DatasetError(
                     f"{self.relative(self.data_file(episode_index, data_dir))}: episode "
                     f"{episode_index} frame {i}: {key} is not a decodable image ({one_line(e)})"
@@ -347,7 +342,7 @@ class LeRobotDataset:
         rep = MissingReport(meta_files=list(self._missing_meta))
         listed = self.episode_indices
         total = self.info.get("total_episodes")
-        if total is not None and self.episodes and int(total) != len(self.episodes):
+        if total is not None and self.episodes and self.total_episodes != len(self.episodes):
             rep.notes.append(
                 f"meta/info.json says total_episodes={total} but the episode metadata "
                 f"lists {len(self.episodes)}"
@@ -372,7 +367,7 @@ class LeRobotDataset:
             for key in self.video_keys:
                 try:
                     v = self.video_file(ep, key)
-                except KeyError:
+                except (KeyError, DatasetError):
                     continue
                 if not exists(v):
                     rep.videos.setdefault(key, []).append(ep)
@@ -482,8 +477,10 @@ def stage_meta(
 
 
 def write_meta(root: str | os.PathLike, **parts) -> None:
-    """Write v2.1 metadata files (`stage_meta`'s parts) as one commit."""
-    commit_staged(root, stage_meta(root, **parts))
+    """Write v2.1 metadata files (`stage_meta`'s parts) as one commit, holding the writer lock
+    (re-entrant: a writer that holds it already keeps it, and nothing is tidied)."""
+    with exclusive_writer(root, "writing dataset metadata", tidy=False):
+        commit_staged(root, stage_meta(root, **parts))
 
 
 _EPISODE_INDEX_RE = re.compile(r'^\{"episode_index":\s*(-?\d+)')

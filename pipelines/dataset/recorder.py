@@ -20,6 +20,7 @@ from pipelines.dataset.layout import (
     new_info,
     write_meta,
 )
+from pipelines.dataset.lock import LOCK, WriterLock
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
 from pipelines.dataset.v30 import V30Appender, new_info_v30
@@ -82,14 +83,25 @@ class EpisodeRecorder:
         if version not in (None, V21, V30):
             raise DatasetError(f"--format {version!r}: {V21} or {V30}")
         self._appender: V30Appender | None = None
-        if (self.root / "meta" / "info.json").exists():
-            self.vcodec = self._continue(version, vcodec)
-        elif self.root.exists() and any(self.root.iterdir()):
-            raise DatasetError(f"{self.root}: exists, is not empty and is not a LeRobot dataset")
-        else:
-            self.vcodec = resolve_video_codec(vcodec)
-        for h, w in self.cameras.values():
-            check_frame_size(self.vcodec, w, h)
+        if self.root.exists() and not self.root.is_dir():
+            raise DatasetError(f"{self.root}: exists and is not a folder")
+        # one writer at a time, for the recorder's life (`close()`); taking it finishes a
+        # killed writer's commit and removes its temporaries
+        self._lock = WriterLock(self.root, "recording episodes")
+        try:
+            if (self.root / "meta" / "info.json").exists():
+                self.vcodec = self._continue(version, vcodec)
+            elif any(p.name != LOCK for p in self.root.iterdir()):
+                raise DatasetError(
+                    f"{self.root}: exists, is not empty and is not a LeRobot dataset"
+                )
+            else:
+                self.vcodec = resolve_video_codec(vcodec)
+            for h, w in self.cameras.values():
+                check_frame_size(self.vcodec, w, h)
+        except BaseException:
+            self._lock.release()
+            raise
         self._frames: list[tuple] = []
         self._videos: dict[str, VideoWriter] = {}
         self._image_stats: dict[str, ImageStats] = {}
@@ -179,9 +191,15 @@ class EpisodeRecorder:
         self._videos, self._frames, self.episode_index = {}, [], None
 
     def close(self) -> None:
-        """Drop an episode still being recorded (nothing of it stays on disk)."""
-        if self.episode_index is not None:
-            self.discard()
+        """Drop an episode still being recorded (nothing of it stays on disk), and let the
+        dataset go (its writer lock)."""
+        try:
+            if self.episode_index is not None:
+                self.discard()
+        finally:
+            if self._appender is not None:
+                self._appender.close()
+            self._lock.release()
 
     def save(self, success: bool, success_from: int | None = None) -> dict:
         """Write the episode; `success` puts reward 1.0 on its last frame, or on every frame

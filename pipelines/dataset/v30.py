@@ -29,17 +29,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.dataset.atomic import (
-    commit_staged,
-    finish_interrupted_commit,
-    remove_stale_temps,
-    stage_json,
-    temp_path_for,
-)
+from pipelines.dataset.atomic import commit_staged, stage_json, temp_path_for
 from pipelines.dataset.errors import DatasetError
 from pipelines.dataset.layout import DEFAULT_CHUNKS_SIZE, V30, LeRobotDataset
+from pipelines.dataset.lock import WriterLock, exclusive_writer
 from pipelines.dataset.stats import aggregate_stats
 from pipelines.dataset.tables import read_columns, write_parquet, write_parquet_temp
+from pipelines.dataset.video import concatenate_videos
 
 V30_DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 V30_VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -235,7 +231,11 @@ def write_episodes(
     `stats[i]`: its stats; `info`: info.json without the totals (they are filled in).
     `map_files(fn, jobs)` runs the per-file writes (`map`, or a Ray fan-out).
     """
-    root = Path(root)
+    with exclusive_writer(root, "writing a dataset", tidy=False):
+        _write_episodes(Path(root), tables, videos, stats, tasks, episode_tasks, info, map_files)
+
+
+def _write_episodes(root, tables, videos, stats, tasks, episode_tasks, info, map_files) -> None:
     chunks = int(info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
     data_pos = assign_files(
         [table_bytes(t) for t in tables], info.get("data_files_size_in_mb", DATA_FILE_MB), chunks
@@ -313,8 +313,6 @@ def _write_data_file(job: tuple[Path, list[pa.Table]]) -> None:
 
 
 def _write_video_file(job) -> list[float]:
-    from pipelines.dataset.video import concatenate_videos
-
     return concatenate_videos(job[3], job[4])
 
 
@@ -332,15 +330,24 @@ class V30Appender:
         self.info = info
         self.rows: list[dict] = []
         self.tasks: dict[int, str] = {}
-        if (self.root / "meta" / "info.json").exists():
-            finish_interrupted_commit(self.root)
-            remove_stale_temps(self.root)
-            ds = LeRobotDataset(self.root)
-            if ds.version != V30:
-                raise DatasetError(f"{self.root}: LeRobot {ds.version}, not v3.0")
-            self.info = ds.info
-            self.tasks = dict(ds.tasks)
-            self.rows = episode_rows(ds)
+        # one writer at a time, until `close()`: taking the lock finishes a killed writer's
+        # commit and removes its temporaries (not when a recorder holding it opens this)
+        self._lock = WriterLock(self.root, "appending episodes")
+        try:
+            if (self.root / "meta" / "info.json").exists():
+                ds = LeRobotDataset(self.root)
+                if ds.version != V30:
+                    raise DatasetError(f"{self.root}: LeRobot {ds.version}, not v3.0")
+                self.info = ds.info
+                self.tasks = dict(ds.tasks)
+                self.rows = episode_rows(ds)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def close(self) -> None:
+        """Let the dataset go (its writer lock)."""
+        self._lock.release()
 
     @property
     def total_frames(self) -> int:
@@ -357,8 +364,6 @@ class V30Appender:
 
     def append(self, table: pa.Table, videos: dict[str, Path], stats: dict, tasks: list[str]):
         """Add one episode (`table` with its global `index`, single-episode videos)."""
-        from pipelines.dataset.video import concatenate_videos
-
         chunks = int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
         last = self.rows[-1] if self.rows else None
         n = table.num_rows

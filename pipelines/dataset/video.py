@@ -242,23 +242,39 @@ class VideoWriter:
             self.abort()
 
 
+class DamagedVideoError(DatasetError):
+    """A video file that is damaged (truncated, empty) or not a video at all: no codec issue."""
+
+
 def _open(path: Path, codec: str | None):
     """(container, video stream, codec name) of a video file; DatasetError if unreadable."""
     av = _av()
     if not path.exists():
         raise DatasetError(f"{path}: missing video")
+    if path.is_dir():
+        raise DamagedVideoError(f"{path}: a folder, not a video file")
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as e:
-        raise DatasetError(
-            f"{path}: PyAV cannot open this video (codec {codec or 'unknown'}): {_reason(e)}"
+        raise DamagedVideoError(
+            f"{path}: PyAV cannot open this video (codec {codec or 'unknown'}): the file is "
+            f"damaged or not a video ({_reason(e)})"
         ) from e
     if not container.streams.video:
         container.close()
-        raise DatasetError(f"{path}: no video stream (codec {codec or 'unknown'})")
+        raise DamagedVideoError(
+            f"{path}: no video stream (codec {codec or 'unknown'}): the file is damaged or "
+            f"not a video"
+        )
     stream = container.streams.video[0]
     context = stream.codec_context
-    file_codec = context.codec.canonical_name if context is not None else None
+    if context is None:  # no codec parameters at all (a truncated header, say)
+        container.close()
+        raise DamagedVideoError(
+            f"{path}: the video stream has no codec parameters (codec {codec or 'unknown'} "
+            f"expected): the file is damaged or not a video"
+        )
+    file_codec = context.codec.canonical_name
     return container, stream, file_codec or codec or "unknown"
 
 
@@ -309,6 +325,10 @@ def iter_video_frames(
         ) from e
     finally:
         container.close()
+    if done == 0 and (count is None or count > 0) and start == 0 and from_timestamp is None:
+        raise DamagedVideoError(
+            f"{path}: decoded no frames (codec {what}): the file is damaged or not a video"
+        )
     if done == 0 and (count is None or count > 0):
         raise DatasetError(f"{path}: decoded no frames {where} (codec {what})")
     if count is not None and done < count:
@@ -352,6 +372,25 @@ def _frames_at_times(container, stream, first: float, fps: float, tol: float, pa
         wanted += 1
 
 
+def count_video_frames(path: str | os.PathLike, codec: str | None = None) -> int:
+    """Decode every frame of a video (not converted to RGB) and count them (`verify`)."""
+    av = _av()
+    path = Path(path)
+    container, stream, what = _open(path, codec)
+    stream.thread_type = "AUTO"
+    n = 0
+    try:
+        for _frame in container.decode(stream):
+            n += 1
+    except (av.FFmpegError, ValueError) as e:
+        raise DatasetError(
+            f"{path}: PyAV cannot decode this video (codec {what}) after {n} frames: {_reason(e)}"
+        ) from e
+    finally:
+        container.close()
+    return n
+
+
 def read_video(path: str | os.PathLike, codec: str | None = None) -> np.ndarray:
     """All frames of a (short) video as a T x H x W x 3 RGB uint8 array."""
     return np.stack(list(iter_video_frames(path, codec=codec)))
@@ -363,6 +402,7 @@ class VideoProbe(NamedTuple):
     codec: str
     decodable: bool
     reason: str  # why not (without the file name); empty when decodable
+    damaged: bool = False  # the file is damaged or not a video (not a codec this PyAV lacks)
 
 
 def probe_video(path: str | os.PathLike, codec: str | None = None) -> VideoProbe:
@@ -374,7 +414,8 @@ def probe_video(path: str | os.PathLike, codec: str | None = None) -> VideoProbe
         container.close()
         next(iter_video_frames(path, 0, 1, codec=what))
     except DatasetError as e:
-        return VideoProbe(what, False, str(e).removeprefix(f"{path}: "))
+        damaged = isinstance(e, DamagedVideoError)
+        return VideoProbe(what, False, str(e).removeprefix(f"{path}: "), damaged)
     return VideoProbe(what, True, "")
 
 

@@ -1,7 +1,8 @@
 """Frames for the advantage estimator: decoding, the training pairs, the inference queries.
 
-Pure numpy (plus the dataset layer's decoding, and OpenCV to resize); the Ray jobs in
-`train_estimator` and `estimate` call these.
+Pure numpy (plus the dataset layer's decoding, and OpenCV to resize); training
+(`pipelines.estimator.training`) and estimation (`pipelines.estimator.inference`) call these,
+after `check_dataset` has checked what they will read.
 
 Training pairs, as the stage-advantage reference samples them: a current frame c drawn at
 random, a history frame h drawn uniformly from the *other* frames of the same episode (a
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
 from pipelines.vision.images import resize
 
 HORIZON = 50
@@ -115,3 +117,36 @@ def advantages(
     if relative is not None:
         out["relative_advantage"] = finish(np.asarray(relative, dtype=np.float64))
     return out
+
+
+def check_dataset(
+    ds: LeRobotDataset,
+    episodes: list[int],
+    columns: tuple[str, ...] = ("observation.state", "stage_progress_gt"),
+    data_dir: str = "data",
+) -> list[str]:
+    """The cameras to use; a DatasetError for what the estimator cannot work with.
+
+    Training needs `stage_progress_gt`; estimation (new data) only `observation.state`.
+    """
+    cameras = ds.camera_keys
+    if not cameras:
+        raise DatasetError(f"{ds.root}/meta/info.json: no camera features")
+    if not episodes:
+        raise DatasetError(f"{ds.root}: no episodes")
+    if "observation.state" not in ds.features:
+        raise DatasetError(f"{ds.root}/meta/info.json: no 'observation.state' feature")
+    # every file readable, with the columns (footers only: fast; v3.0 files hold many episodes)
+    files: dict = {}
+    for e in episodes:
+        files.setdefault(ds.data_file(e, data_dir), e)
+    for path, e in files.items():
+        if not path.exists():
+            raise DatasetError(f"{ds.relative(path)}: missing (episode {e})")
+        names = parquet_column_names(path)
+        for col in columns:
+            if col not in names:
+                raise DatasetError(f"{ds.relative(path)}: missing column {col!r}")
+    for key in cameras:  # fail fast on a video this machine cannot decode
+        next(iter(ds.iter_camera_frames(episodes[0], key, data_dir)))
+    return cameras

@@ -15,11 +15,14 @@ Linear-SiLU-Linear-SiLU-Linear-Tanh.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from pipelines.estimator.config import KIND
+from pipelines.runtime.checkpoints import load_state, read_meta
 from pipelines.vision.encoders import ENCODERS
 
 VARIANTS = ("kai0", "pi06")
@@ -88,3 +91,13 @@ class AdvantageEstimator(nn.Module):
         b, t = images.shape[:2]
         features = self.encode(images.reshape(b * t, *images.shape[2:])).reshape(b, t, -1)
         return self.value(features, state)
+
+
+def load_checkpoint(path: str | os.PathLike):
+    """(model in eval mode, its EstimatorConfig, step) from a checkpoint directory."""
+    meta = read_meta(path, KIND)
+    config = EstimatorConfig(**meta["model"])
+    model = AdvantageEstimator(config)
+    model.load_state_dict(load_state(path)["model"])
+    model.eval()
+    return model, config, int(meta["step"])

@@ -50,7 +50,7 @@ def progress_curve(rng: np.random.Generator, n: int) -> tuple[np.ndarray, bool]:
     return progress, success
 
 
-def stage_progress(n: int, stage_nums: int, rng: np.random.Generator) -> np.ndarray:
+def random_stage_progress(n: int, stage_nums: int, rng: np.random.Generator) -> np.ndarray:
     """Seed 004's stage progress: k/K + (1/K) * (position in stage / stage length)."""
     if n == 0:
         return np.zeros(0)
@@ -119,7 +119,7 @@ def make_progress_dataset(
                 "index": np.arange(total, total + n),
                 "task_index": np.zeros(n, dtype=np.int64),
                 "progress": progress.astype(progress_dtype),
-                "stage_progress_gt": stage_progress(n, stage_nums, rng).astype(np.float32),
+                "stage_progress_gt": random_stage_progress(n, stage_nums, rng).astype(np.float32),
                 "progress_gt": np.maximum.accumulate(progress).astype(np.float32),
                 "next.reward": reward,
                 "next.done": done,

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.dataset import column_to_numpy, parquet_column_names
 from pipelines.labeling.advantage import base_task
+from pipelines.vision.images import resize
 
 DATA_TYPES = ("demo", "auto", "intervention")
 DEFAULT_DATA_TYPE_WEIGHTS = "demo=1,auto=1,intervention=2"
@@ -296,9 +298,6 @@ def load_episode(
     was really executed ("approved" and "none" frames stay). `selection` also loads the
     propensity, the candidates and the selected candidate (importance weights).
     """
-    from pipelines.dataset import column_to_numpy, parquet_column_names
-    from pipelines.vision.images import resize
-
     present = set(parquet_column_names(ds.data_file(episode, data_dir)))
     wanted = ["observation.state", "action", "task_index"]
     wanted += [

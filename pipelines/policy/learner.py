@@ -1,6 +1,6 @@
 """One training step of the policy (and, for IQL, its critics), in plain PyTorch.
 
-The Ray Train job (`pipelines.policy.driver`) builds a `Learner` on every worker and calls
+The Ray Train job (`pipelines.policy.training`) builds a `PolicyLearner` on every worker and calls
 `step` with batches from `make_batch`; nothing here knows about Ray, so a step runs (and is
 tested) in one process.
 
@@ -18,12 +18,12 @@ hundred training episodes.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from pipelines.policy.config import PolicyLearnerConfig
 from pipelines.policy.data import (
     FrameStore,
     PromptTable,
@@ -46,24 +46,6 @@ from pipelines.policy.weighting import (
 )
 
 
-@dataclass
-class LearnerConfig:
-    conditioning: str = "prompt"  # prompt | none
-    indicator_dropout: float = 0.3
-    weighting: str = "none"  # none | awr | iql
-    temperature: float = 0.5
-    max_weight: float = 20.0
-    expectile: float = 0.7
-    discount: float = 0.99
-    target_tau: float = 0.005
-    fps: float = 10.0
-    augment: bool = True
-    importance_weights: bool = False  # seed 000: pi(a_sel | s, candidates) / propensity
-    max_importance_weight: float = 10.0
-    self_normalize: bool = False
-    candidate_scale: float = 5.0  # action units of pi's softmax over the candidates
-
-
 def random_shift(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
     """Shift each image (B x C x S x S x 3) by up to `pad` pixels, edges repeated."""
     if pad <= 0:
@@ -84,7 +66,7 @@ def make_batch(
     frames: np.ndarray,
     prompts: PromptTable,
     tokens: np.ndarray,
-    config: LearnerConfig,
+    config: PolicyLearnerConfig,
     chunk_size: int,
     type_weights: np.ndarray,
     rng: np.random.Generator,
@@ -177,10 +159,12 @@ class TrainModule(nn.Module):
         return out
 
 
-class Learner:
+class PolicyLearner:
     """Optimizer, target critic and the step; `module` may be DDP-wrapped (`plain` is not)."""
 
-    def __init__(self, module: nn.Module, plain: TrainModule, config: LearnerConfig, lr: float):
+    def __init__(
+        self, module: nn.Module, plain: TrainModule, config: PolicyLearnerConfig, lr: float
+    ):
         self.module = module
         self.plain = plain
         self.config = config

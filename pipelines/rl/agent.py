@@ -31,78 +31,15 @@ Adam, lr 1e-4 for encoder, actor and critic, as DrQ-v2. The networks' sizes are
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipelines.rl.config import AgentConfig, stddev
+from pipelines.rl.frames import FEATURES_KEY, STATE_KEY
 from pipelines.vision.encoders import ENCODERS
-
-ENCODER_MODES = ("drqv2", "frozen")
-BC_ON = ("interventions", "interventions+demos")
-STATE_KEY = "observation.state"
-FEATURES_KEY = "features"
-
-
-@dataclass
-class AgentConfig:
-    cameras: list[str] = field(default_factory=list)  # image keys (drqv2) / what was encoded
-    state_dim: int = 6
-    action_dim: int = 4
-    encoder: str = "frozen"  # drqv2 | frozen
-    image_size: int = 64
-    frame_stack: int = 1
-    frozen_dim: int = 0  # features per frame (frozen)
-    feature_dim: int = 50
-    hidden_dim: int = 1024
-    lr: float = 1e-4
-    critic_tau: float = 0.01
-    discount: float = 0.99
-    nstep: int = 3
-    stddev_schedule: str = "linear(0.2,0.05,5000)"
-    stddev_clip: float = 0.3
-    bc_weight: float = 0.5
-    bc_on: str = "interventions"
-    utd_ratio: int = 1
-    shift_pad: int = 4
-    clip_target_q: bool = False
-    q_bound: float = 1.0
-    state_low: list[float] = field(default_factory=list)  # joint ranges, for normalization
-    state_high: list[float] = field(default_factory=list)
-
-    def __post_init__(self):
-        if self.encoder not in ENCODER_MODES:
-            raise ValueError(f"encoder {self.encoder!r}: one of {ENCODER_MODES}")
-        if self.bc_on not in BC_ON:
-            raise ValueError(f"bc_on {self.bc_on!r}: one of {BC_ON}")
-        if self.encoder == "frozen" and self.frozen_dim < 1:
-            raise ValueError("a frozen encoder needs frozen_dim (its features per frame)")
-        if self.encoder == "drqv2" and not self.cameras:
-            raise ValueError("the drqv2 encoder needs cameras")
-        stddev(self.stddev_schedule, 0)  # parses
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-_LINEAR = re.compile(r"^linear\(\s*([^,]+),\s*([^,]+),\s*([^)]+)\)$")
-
-
-def stddev(schedule: str, step: int) -> float:
-    """DrQ-v2's schedules: a constant, or `linear(init, final, duration)` over env steps."""
-    try:
-        return float(schedule)
-    except ValueError:
-        pass
-    match = _LINEAR.match(schedule.strip())
-    if not match:
-        raise ValueError(f"stddev schedule {schedule!r}: a number or linear(init,final,steps)")
-    init, final, duration = (float(g) for g in match.groups())
-    mix = min(max(step / duration, 0.0), 1.0) if duration > 0 else 1.0
-    return (1.0 - mix) * init + mix * final
 
 
 def _orthogonal(module: nn.Module) -> None:

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.dataset import DatasetError
-from pipelines.rl.policy import KIND, HilserlPolicy, read_checkpoint
+from pipelines.evaluation.config import EnvSettings
+from pipelines.evaluation.sources import register_loader
+from pipelines.rl.policy import KIND, HilserlPolicy, actor_weights, read_checkpoint
 
 
 @dataclass
 class LoadedHilserl:
     name: str
     source: str  # the checkpoint folder the user gave
-    env: object  # pipelines.evaluation.driver.EnvSettings
+    env: EnvSettings
     agent_config: dict
     actor_state: dict
     encoder_export: dict | None
@@ -43,14 +45,9 @@ class LoadedHilserl:
 
 def load_hilserl(path: Path, options) -> LoadedHilserl:
     """eval-policy's loader for `hilserl` checkpoints (`options`: its ArmOptions)."""
-    from pipelines.evaluation.driver import EnvSettings
-
     meta, state = read_checkpoint(path)
     if options.cfg_scale != 1.0 or options.n_action_steps not in (None, 1):
         raise DatasetError(f"{path}: a HIL-SERL actor takes no --cfg-scale or --n-action-steps")
-    actor = {"actor": {k: v.numpy() for k, v in state["agent"]["actor"].items()}}
-    if "encoder" in state["agent"]:
-        actor["encoder"] = {k: v.numpy() for k, v in state["agent"]["encoder"].items()}
     env = meta["run"]["env"]
     run = path.parent.name if path.name.startswith("checkpoint_") else path.name
     return LoadedHilserl(
@@ -63,16 +60,10 @@ def load_hilserl(path: Path, options) -> LoadedHilserl:
             action_mode=env["action_mode"],
         ),
         agent_config=meta["agent"],
-        actor_state=actor,
+        actor_state=actor_weights(state),
         encoder_export=state.get("frozen_encoder"),
         max_ee_step=float(meta["run"].get("max_ee_step", 0.02)),
     )
 
 
-def _register() -> None:
-    from pipelines.evaluation.driver import register_loader
-
-    register_loader(KIND)(load_hilserl)
-
-
-_register()
+register_loader(KIND)(load_hilserl)

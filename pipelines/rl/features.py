@@ -26,8 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipelines.classifier.model import ClassifierConfig, RewardClassifier, load_feature_extractor
 from pipelines.dataset import DatasetError
-from pipelines.runtime.training import checkpoint_kind
+from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
+from pipelines.runtime.checkpoints import checkpoint_kind, load_state, read_meta
+from pipelines.vision.images import resize
 
 FROZEN_KINDS = ("estimator", "classifier")
 
@@ -50,8 +53,6 @@ class FrozenEncoder:
         self.feature_dim = int(per_camera) * len(self.cameras)
 
     def batch(self, images: dict) -> np.ndarray:
-        from pipelines.vision.images import resize
-
         frames = []
         for key in self.cameras:
             a = np.asarray(images[key])
@@ -82,19 +83,13 @@ class FrozenEncoder:
 
 def _build(kind: str, config: dict):
     if kind == "estimator":
-        from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
-
         return AdvantageEstimator(EstimatorConfig(**config))
-    from pipelines.classifier.model import ClassifierConfig, RewardClassifier
-
     return RewardClassifier(ClassifierConfig(**config))
 
 
 def load_frozen_encoder(path: str | os.PathLike) -> FrozenEncoder:
     """The frozen encoder of an estimator or classifier checkpoint; a one-line DatasetError
     for anything else."""
-    from pipelines.runtime.training import load_state, read_meta
-
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"--encoder frozen:{path}: no such checkpoint")
@@ -107,13 +102,6 @@ def load_frozen_encoder(path: str | os.PathLike) -> FrozenEncoder:
         )
     meta = read_meta(path, kind)
     if kind == "classifier":
-        try:
-            from pipelines.classifier.model import load_feature_extractor
-        except ImportError:
-            raise DatasetError(
-                f"--encoder frozen:{path}: a classifier checkpoint, but this Flywheel has no "
-                "reward classifier (pipelines.classifier)"
-            ) from None
         extractor = load_feature_extractor(path, device="cpu")
         config = extractor.module.config.to_dict()
         return FrozenEncoder(kind, extractor.module, config, str(path))

@@ -25,9 +25,11 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.rl.frames import STATE_KEY
 from pipelines.rl.replay import Episode
-
-STATE_KEY = "observation.state"
+from pipelines.simulator.env import DEFAULT_WORKSPACE
+from pipelines.simulator.wrappers import ee_delta_from_joint_targets, normalize_ee_action
+from pipelines.vision.images import resize
 
 
 def _names(feature: dict) -> list[str]:
@@ -89,10 +91,6 @@ def load_offline_episodes(
     workspace=None,
 ):
     """Yield each dataset episode as a replay `Episode` (module docstring)."""
-    from pipelines.simulator.env import DEFAULT_WORKSPACE
-    from pipelines.simulator.wrappers import ee_delta_from_joint_targets, normalize_ee_action
-    from pipelines.vision.images import resize
-
     convention = action_convention(ds)
     workspace = workspace or DEFAULT_WORKSPACE
     for e in ds.episode_indices:

@@ -15,20 +15,20 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipelines.dataset import DatasetError
-
-KIND = "hilserl"
+from pipelines.rl.agent import AgentPolicy
+from pipelines.rl.config import KIND, AgentConfig
+from pipelines.rl.features import frozen_from_export
+from pipelines.rl.frames import FrameStack, replay_frame
+from pipelines.runtime.checkpoints import load_state, read_meta
+from pipelines.simulator import SO101Env
+from pipelines.simulator.wrappers import denormalize_ee_action
 
 
 class HilserlPolicy:
     def __init__(self, agent_config: dict, actor_state: dict, encoder_export, max_ee_step: float):
-        import torch
-
-        from actors.hilserl.collector import FrameStack
-        from pipelines.rl.agent import AgentConfig, AgentPolicy
-        from pipelines.rl.features import frozen_from_export
-
         torch.set_num_threads(1)
         self.config = AgentConfig(**agent_config)
         self.policy = AgentPolicy(self.config)
@@ -42,9 +42,6 @@ class HilserlPolicy:
         self._first = True
 
     def act(self, observation: dict) -> np.ndarray:
-        from actors.hilserl.collector import replay_frame
-        from pipelines.simulator.wrappers import denormalize_ee_action
-
         frame = replay_frame(observation, self.config.cameras, self.encoder)
         if self._first:
             self.history.reset(frame)
@@ -57,8 +54,6 @@ class HilserlPolicy:
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """(meta, state) of a `hilserl` checkpoint; a one-line DatasetError for anything else."""
-    from pipelines.runtime.training import load_state, read_meta
-
     path = Path(path)
     meta = read_meta(path, KIND)
     try:
@@ -70,24 +65,30 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     return meta, state
 
 
-def load_policy(path: str | os.PathLike) -> tuple[HilserlPolicy, dict]:
-    """The checkpoint's actor as a policy, and the env settings it was trained in."""
-    meta, state = read_checkpoint(path)
+def actor_weights(state: dict) -> dict:
+    """The actor's (and a trainable encoder's) weights of a checkpoint's state, as numpy."""
     actor = {"actor": {k: v.numpy() for k, v in state["agent"]["actor"].items()}}
     if "encoder" in state["agent"]:
         actor["encoder"] = {k: v.numpy() for k, v in state["agent"]["encoder"].items()}
+    return actor
+
+
+def load_policy(path: str | os.PathLike) -> tuple[HilserlPolicy, dict]:
+    """The checkpoint's actor as a policy, and the env settings it was trained in."""
+    meta, state = read_checkpoint(path)
     policy = HilserlPolicy(
-        meta["agent"], actor, state.get("frozen_encoder"), meta["run"].get("max_ee_step", 0.02)
+        meta["agent"],
+        actor_weights(state),
+        state.get("frozen_encoder"),
+        meta["run"].get("max_ee_step", 0.02),
     )
     return policy, dict(meta["run"]["env"])
 
 
-def evaluate(path: str | os.PathLike, episodes: int = 50, seed: int = 0) -> dict:
+def evaluate_actor(path: str | os.PathLike, episodes: int = 50, seed: int = 0) -> dict:
     """Success over `episodes` seeded episodes without the operator, by eval-policy's rule:
     an episode succeeds if `info["success"]` at any step before the time limit; seeds count up
     from `seed`. (The same episodes `flywheel eval-policy CHECKPOINT` rolls out.)"""
-    from pipelines.simulator import SO101Env
-
     policy, env_settings = load_policy(path)
     env = SO101Env(
         env_settings["task"],

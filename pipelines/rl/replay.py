@@ -307,3 +307,44 @@ def remove_unlisted_segments(folder: str | os.PathLike, manifests: list[dict]) -
     if removed:
         fsync_path(folder)
     return removed
+
+
+def intervention_runs(episode: Episode) -> list[Episode]:
+    """Each run of consecutive intervened steps as its own episode (for the offline buffer),
+    with the frame after the run as its final observation."""
+    flags = np.asarray(episode.intervention, dtype=bool)
+    runs = []
+    t = len(flags)
+    i = 0
+    while i < t:
+        if not flags[i]:
+            i += 1
+            continue
+        j = i
+        while j < t and flags[j]:
+            j += 1
+        frames = np.arange(i, j + 1)
+        runs.append(
+            Episode(
+                obs={k: v[frames] for k, v in episode.obs.items()},
+                action=episode.action[i:j],
+                reward=episode.reward[i:j],
+                terminated=bool(episode.terminated and j == t),
+                intervention=flags[i:j],
+                demo=np.asarray(episode.demo, dtype=bool)[i:j],
+                info={"from_episode": episode.info.get("seed")},
+            )
+        )
+        i = j
+    return runs
+
+
+def concat_batches(a: dict, b: dict) -> dict:
+    """Two sampled batches (`ReplayBuffer.sample`) as one."""
+    out = {}
+    for k, v in a.items():
+        if isinstance(v, dict):
+            out[k] = {kk: np.concatenate([vv, b[k][kk]]) for kk, vv in v.items()}
+        else:
+            out[k] = np.concatenate([v, b[k]])
+    return out

@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 from pipelines.dataset import DatasetError
+from pipelines.dataset.errors import one_line
 from pipelines.runtime.cluster import ClusterError
+from pipelines.runtime.flags import is_flag_field, uses_flags
 from pipelines.runtime.tracking import TrackingError
 
 _OWN = ("config", "print_config", "help")
@@ -109,9 +111,10 @@ class JobParser(argparse.ArgumentParser):
         `--print-config` prints them and exits (`parse_config` prints the built config)."""
         ns = super().parse_args(args, namespace)
         self.print_requested = bool(getattr(ns, "print_config", False))
-        for own in ("config", "print_config"):
-            if hasattr(ns, own) and self._config_flags_added:
-                delattr(ns, own)
+        if self._config_flags_added and hasattr(ns, "print_config"):
+            del ns.print_config
+        if self._reads_config and hasattr(ns, "config"):
+            del ns.config  # a job's own --config (the sweep's) stays
         if self.print_requested and not self._building:
             print_yaml(flag_values(ns))
             sys.exit(0)
@@ -161,9 +164,9 @@ class JobParser(argparse.ArgumentParser):
             if action is None:
                 self.error(f"--config {path}: unknown field {key!r} (see --help for the flags)")
             defaults[action.dest] = self._coerce(path, key, action, value)
+            action.required = False  # the file gives it
             if not action.option_strings:  # a positional given by the file
                 action.nargs = "?" if action.nargs is None else action.nargs
-                action.required = False
         self.set_defaults(**defaults)
 
     def _coerce(self, path: str, key: str, action: argparse.Action, value: Any) -> Any:
@@ -224,7 +227,14 @@ def flag_values(ns: argparse.Namespace) -> dict:
 def plain(value: Any) -> Any:
     """A config (nested dataclasses) as YAML-ready mappings, lists and scalars."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        cls = type(value)
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not uses_flags(cls)
+            or is_flag_field(cls, f.name)
+            or dataclasses.is_dataclass(getattr(value, f.name))
+        }
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -238,31 +248,6 @@ def plain(value: Any) -> Any:
 
 def print_yaml(data: dict) -> None:
     sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-
-
-def config_from_flags(cls, ns: argparse.Namespace | dict, **given):
-    """An instance of the (nested) config dataclass `cls` from parsed flags: each field takes
-    the flag of its name (`no_<name>` flags negated); a field whose type is a dataclass is
-    built the same way from the same flags. `given` overrides fields of the top level."""
-    values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
-    import typing
-
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        if f.name in given:
-            kwargs[f.name] = given[f.name]
-            continue
-        kind = hints.get(f.name)
-        if dataclasses.is_dataclass(kind):
-            kwargs[f.name] = config_from_flags(kind, values)
-        elif f.name in values:
-            kwargs[f.name] = values[f.name]
-        elif f"no_{f.name}" in values:
-            kwargs[f.name] = not values[f"no_{f.name}"]
-    return cls(**kwargs)
 
 
 def job_error(e: BaseException) -> Exception | None:
@@ -289,14 +274,14 @@ def dataset_error(e: BaseException) -> DatasetError | None:
     return None
 
 
-def run_job(run: Callable, cfg, prog: str):
-    """`run(cfg)`, or None after printing the user's mistake (`job_error`) in one line on
-    stderr: what every job's CLI does before it exits with code 2."""
+def run_job(run: Callable, cfg, prog: str, errors: tuple[type[BaseException], ...] = ()):
+    """`run(cfg)`, or None after printing the user's mistake (`job_error`, or one of the job's
+    own `errors`) in one line on stderr: what every job's CLI does before it exits with 2."""
     try:
         return run(cfg)
     except Exception as e:  # the user's mistake, in the driver or the workers: one line
-        cause = job_error(e)
+        cause = e if isinstance(e, errors) else job_error(e)
         if cause is None:
             raise
-        print(f"{prog}: error: {cause}", file=sys.stderr)
+        print(f"{prog}: error: {one_line(cause)}", file=sys.stderr)
         return None

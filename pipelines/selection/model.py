@@ -4,7 +4,8 @@
 (`pipelines.vision.encoders`),
 the features concatenated with the normalized joint state and the candidate as a normalized
 displacement from the state (candidate - state: what the action does, the same for every
-state), then an MLP to one logit. Trained by `flywheel train-selector` on the logged critical
+state), then an MLP to one logit. Trained by `flywheel train-selector`
+(`pipelines.selection.training`) on the logged critical
 attempts (approved 1, rejected 0), with the same statistics for every worker.
 
 `ApprovalScorer(checkpoint)` is the `learned` selector's scorer: for the n candidates at a
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.dataset import DatasetError
+from pipelines.runtime.checkpoints import load_state, read_meta
+from pipelines.selection.config import KIND
 from pipelines.vision.encoders import ENCODERS
-
-KIND = "selector"
+from pipelines.vision.images import resize
 
 
 @dataclass
@@ -89,8 +92,6 @@ def normalization_stats(state: np.ndarray, action: np.ndarray) -> dict:
 
 
 def resize_frames(obs: dict, cameras: list[str], size: int) -> np.ndarray:
-    from pipelines.vision.images import resize
-
     return np.stack([resize(obs[k], size) for k in cameras])[None]
 
 
@@ -98,8 +99,6 @@ class ApprovalScorer:
     """The `learned` selector's scorer from a train-selector checkpoint (module docstring)."""
 
     def __init__(self, path):
-        from pipelines.runtime.training import load_state, read_meta
-
         meta = read_meta(path, KIND)
         self.config = ApprovalConfig(**meta["model"])
         self.model = ApprovalModel(self.config)
@@ -107,8 +106,6 @@ class ApprovalScorer:
         self.model.eval()
 
     def check(self, env) -> None:
-        from pipelines.dataset import DatasetError
-
         obs = env.observation_space
         missing = [k for k in self.config.cameras if k not in obs.spaces]
         if missing:

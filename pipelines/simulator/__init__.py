@@ -5,6 +5,7 @@
     render       Renderer: OpenCV front and wrist cameras
     env          SO101Env: the Gymnasium environment
     controllers  scripted controllers (expert, hesitant, noisy, failing) and the Operator
+    tasks        the task table: SimTask per task (text, stages, time limit, cameras)
 
 The names below are imported lazily, so ``pipelines.simulator.kinematics`` alone stays light.
 Importing the package registers the environment with Gymnasium:
@@ -34,12 +35,14 @@ __all__ = sorted(_EXPORTS)
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
-for _id, _task in (("SO101ReachGrasp-v0", "reach_grasp"), ("SO101PickLift-v0", "pick_lift")):
-    if f"flywheel/{_id}" not in registry:
+from pipelines.simulator.tasks import TASKS  # noqa: E402
+
+for _task in TASKS.values():
+    if f"flywheel/{_task.gym_id}" not in registry:
         register(
-            f"flywheel/{_id}",
+            f"flywheel/{_task.gym_id}",
             entry_point="pipelines.simulator.env:SO101Env",
-            kwargs={"task": _task},
+            kwargs={"task": _task.name},
         )
 
 

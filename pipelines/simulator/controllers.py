@@ -372,24 +372,39 @@ class Operator:
 
 
 def run_episode(
-    env: SO101Env, policy: Policy | Operator, seed: int | None = None
+    env: SO101Env,
+    policy: Policy | Operator,
+    seed: int | None = None,
+    on_observation: Callable[[dict], Any] | None = None,
 ) -> dict[str, Any]:
-    """Run one episode; returns success, length, progress trace and intervention count."""
+    """Run one episode until it succeeds, terminates or is truncated (the one episode loop:
+    scripted statistics, eval-policy). `policy(obs, info)` returns an action or (action,
+    is_intervention); its `reset(seed)`, if any, runs after the env's. `on_observation` sees
+    every observation, the first included. Returns success (info["success"] at any step before
+    truncation), length (steps taken), the progress trace and the intervention count."""
     obs, info = env.reset(seed=seed)
     if hasattr(policy, "reset"):
         policy.reset(seed)
-    progress = [info["progress"]]
-    interventions = 0
-    terminated = truncated = False
-    while not (terminated or truncated):
+    if on_observation is not None:
+        on_observation(obs)
+    progress = [info.get("progress")]
+    steps = interventions = 0
+    success = bool(info.get("success"))
+    while not success:
         out = policy(obs, info)
         action, is_intervention = out if isinstance(out, tuple) else (out, False)
         interventions += bool(is_intervention)
         obs, _reward, terminated, truncated, info = env.step(action)
-        progress.append(info["progress"])
+        steps += 1
+        if on_observation is not None:
+            on_observation(obs)
+        progress.append(info.get("progress"))
+        success = bool(info.get("success"))
+        if terminated or truncated:
+            break
     return {
-        "success": bool(info["success"]),
-        "length": env.unwrapped.elapsed_steps,
+        "success": success,
+        "length": steps,
         "progress": progress,
         "intervention_steps": interventions,
     }

@@ -11,20 +11,19 @@ from gymnasium import spaces
 
 from pipelines.simulator import kinematics as kin
 from pipelines.simulator.render import Renderer
+from pipelines.simulator.tasks import DEFAULT_TASK, FRONT_CAMERA, WRIST_CAMERA, get_task
 from pipelines.simulator.world import SO101World
 
 STATE_KEY = "observation.state"
-FRONT_KEY = "observation.images.front"
-WRIST_KEY = "observation.images.wrist"
+FRONT_KEY = FRONT_CAMERA
+WRIST_KEY = WRIST_CAMERA
 ACTION_MODES = ("joint", "ee_delta")
-# Episode time limits in seconds of sim time (200 / 250 steps at 10 fps).
-TIME_LIMIT_S = {"reach_grasp": 20.0, "pick_lift": 25.0}
 # Tool-point workspace for ee_delta actions (m): in front of the arm, above the table.
 DEFAULT_WORKSPACE = ((0.08, -0.22, 0.01), (0.32, 0.22, 0.15))
 
 
 class SO101Env(gym.Env):
-    """SO-101 tabletop task ("reach_grasp" or "pick_lift") at ``fps`` control steps per second.
+    """SO-101 tabletop task (a `tasks.TASKS` name) at ``fps`` control steps per second.
 
     Actions: ``"joint"``: 6 absolute joint targets (degrees, gripper 0..100), clipped to the
     limits. ``"ee_delta"``: ``[dx, dy, dz, gripper]``: tool-point displacement (m per step, each
@@ -47,7 +46,7 @@ class SO101Env(gym.Env):
 
     def __init__(
         self,
-        task: str = "reach_grasp",
+        task: str = DEFAULT_TASK,
         fps: int = 10,
         image_size: int = 128,
         action_mode: str = "joint",
@@ -69,7 +68,7 @@ class SO101Env(gym.Env):
         self.dt = 1.0 / fps
         self.image_size = image_size
         self.action_mode = action_mode
-        self.max_episode_steps = max_episode_steps or round(TIME_LIMIT_S[task] * fps)
+        self.max_episode_steps = max_episode_steps or get_task(task).episode_steps(fps)
         self.max_ee_step = max_ee_step
         self.workspace_low = np.array(workspace[0], dtype=np.float64)
         self.workspace_high = np.array(workspace[1], dtype=np.float64)

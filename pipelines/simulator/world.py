@@ -22,11 +22,8 @@ import math
 import numpy as np
 
 from pipelines.simulator import kinematics as kin
+from pipelines.simulator.tasks import DEFAULT_TASK, get_task
 
-TASK_STAGES = {
-    "reach_grasp": ("reach", "grasp"),
-    "pick_lift": ("reach", "grasp", "lift"),
-}
 TABLE_X = (-0.12, 0.45)  # table extent (m), world frame
 TABLE_Y = (-0.30, 0.30)
 GRAVITY = 9.81
@@ -52,7 +49,7 @@ class SO101World:
 
     def __init__(
         self,
-        task: str = "reach_grasp",
+        task: str = DEFAULT_TASK,
         seed: int | np.random.Generator | None = None,
         *,
         cube_size: float = 0.025,
@@ -65,10 +62,9 @@ class SO101World:
         reach_scale: float = 0.25,
         home_noise_deg: float = 3.0,
     ):
-        if task not in TASK_STAGES:
-            raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_STAGES)}")
+        self.spec = get_task(task)
         self.task = task
-        self.stages = TASK_STAGES[task]
+        self.stages = self.spec.stages
         self.cube_size = cube_size
         self.lift_height = lift_height
         self.substep = substep
@@ -250,7 +246,7 @@ class SO101World:
         return float(self.cube_position[2] - self.cube_rest_z)
 
     def success(self) -> bool:
-        if self.task == "reach_grasp":
+        if not self.spec.lifts:
             return self.held
         return self.held and self.lift >= self.lift_height - 1e-9
 
@@ -287,14 +283,12 @@ class SO101World:
     def progress(self) -> float:
         """Dense task progress in [0, 1]; drops when the arm backs off or the cube slips.
 
-        reach_grasp = 0.6 reach + 0.4 grasp; pick_lift = 0.45 reach + 0.25 grasp + 0.3 lift.
+        The task's weights over the stage scores (`tasks.SimTask.progress_weights`): reach_grasp
+        = 0.6 reach + 0.4 grasp; pick_lift = 0.45 reach + 0.25 grasp + 0.3 lift.
         """
         if self.success():
             return 1.0
-        reach, grasp, lift = self.stage_scores()
-        if self.task == "reach_grasp":
-            return 0.6 * reach + 0.4 * grasp
-        return 0.45 * reach + 0.25 * grasp + 0.3 * lift
+        return self.spec.progress(*self.stage_scores())
 
     def get_state(self) -> dict[str, object]:
         """Everything that evolves, copied: `set_state` of it restores the world exactly."""

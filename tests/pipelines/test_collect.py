@@ -11,6 +11,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from actors.collection import driver
+from actors.collection.config import CollectConfig
+from actors.collection.rollout import collect_episode
 from pipelines import collect
 from pipelines.dataset import DatasetError, LeRobotDataset
 from pipelines.selection.propensity import (
@@ -26,7 +29,7 @@ from pipelines.selection.propensity import (
 def small(out, **kw):
     args = dict(out=str(out), episodes=2, image_size=32, critical="grasp+every:6", seed=3)
     args.update(kw)
-    return collect.CollectConfig(**args)
+    return CollectConfig.from_flags(**args)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,7 @@ def collected(ray_cluster, tmp_path_factory):
     (out / LOG_NAME).write_text(good_entry(collection_id="killed") + "\n")
     (out / "data/chunk-000").mkdir(parents=True)
     (out / "data/chunk-000/episode_000009.parquet").write_bytes(b"torn")
-    result = collect.run(small(out, selector="epsilon_greedy", scorer="expert", epsilon=0.3))
+    result = driver.run(small(out, selector="epsilon_greedy", scorer="expert", epsilon=0.3))
     return out, result
 
 
@@ -243,12 +246,12 @@ def test_emulated_arm_collection_with_api_admin_and_undo(ray_cluster, tmp_path):
         scorer="expert",
         epsilon=0.3,
     )
-    result = collect.run(cfg, admin=APIAdmin(lambda attempt: len(attempt.already_executed) > 0))
+    result = driver.run(cfg, admin=APIAdmin(lambda attempt: len(attempt.already_executed) > 0))
     ds = LeRobotDataset(out)
     assert ds.features["candidate_actions"]["shape"] == [2, 6]
-    plan = collect.plan_episodes(cfg)[0]
+    plan = driver.plan_collection(cfg)[0]
     sim_cfg = small(tmp_path / "sim", robot="sim", max_steps=3, responders="expert,failing")
-    _, sim_table = collect.rollout_episode(plan, sim_cfg, str(tmp_path / "sim"), "sim")
+    _, sim_table = collect_episode(plan, sim_cfg, str(tmp_path / "sim"), "sim")
     columns = pq.read_schema(out / "data/chunk-000/episode_000000.parquet").names
     assert set(columns) == {*sim_table.column_names, "index"}  # the writer adds index
     by_frame = dataset_log(out)
@@ -392,11 +395,12 @@ def test_rejected_frames_are_left_out_of_training(collected):
 def test_train_policy_with_importance_weights_logs_them(collected, tmp_path, mlflow_uri):
     from mlflow.tracking import MlflowClient
 
-    from pipelines.policy import driver as train
+    from pipelines.policy import training as train
+    from pipelines.policy.config import PolicyTrainConfig
 
     out, _ = collected
-    cfg = train.TrainPolicyConfig(
-        str(out), conditioning="none", importance_weights=True, self_normalize=True,
+    cfg = PolicyTrainConfig.from_flags(
+        dataset=str(out), conditioning="none", importance_weights=True, self_normalize=True,
         curriculum="propensity", workers=1, batch_size=8, image_size=16, steps=2,
         checkpoint_every=1, storage=str(tmp_path / "runs"), name="iw",
     )  # fmt: skip
@@ -439,17 +443,18 @@ def test_propensity_report_counts_critical_attempts_only(collected, tmp_path, ca
 
 
 def test_train_selector_then_collect_with_it(collected, tmp_path):
-    from pipelines import train_selector
+    from pipelines.selection import training as train_selector
+    from pipelines.selection.config import SelectorTrainConfig
 
     out, _ = collected
-    cfg = train_selector.TrainSelectorConfig(
-        str(out), steps=4, batch_size=8, checkpoint_every=2, holdout=0.5,
+    cfg = SelectorTrainConfig.from_flags(
+        dataset=str(out), mlflow=False, steps=4, batch_size=8, checkpoint_every=2, holdout=0.5,
         storage=str(tmp_path / "runs"),
     )  # fmt: skip
     result = train_selector.run(cfg)
     assert result.step == 4 and "heldout_accuracy" in result.metrics
     learned = tmp_path / "learned"
-    res = collect.run(
+    res = driver.run(
         small(learned, episodes=1, selector="learned", scorer=str(tmp_path / "runs/selector"))
     )
     log = dataset_log(learned)

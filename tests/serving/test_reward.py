@@ -35,8 +35,10 @@ from pipelines.classifier.model import (
     load_reward_model,
     save_model,
 )
-from serving.client import HandleRewardClient, HTTPRewardClient, RewardUnavailable, encode_png
-from serving.reward import DEPLOYMENT, RewardRequestError, ServeConfig, serve_reward
+from serving.client import HandleRewardClient, HTTPRewardClient, RewardUnavailable
+from serving.config import DEPLOYMENT, RewardAppConfig, ServeConfig
+from serving.driver import serve_reward
+from serving.request_body import RewardRequestError, encode_png
 
 APP = "reward-test"
 CAMS = ["observation.images.front", "observation.images.wrist"]
@@ -97,18 +99,17 @@ def endpoint(ray_cluster, tmp_path_factory):
     model = RewardClassifier(ClassifierConfig(cameras=CAMS, image_size=SIZE))
     checkpoint = save_model(tmp_path_factory.mktemp("reward") / "ckpt", model, name="test")
     port = _free_port()
-    cfg = ServeConfig(
+    app = RewardAppConfig(
         checkpoint=checkpoint,
-        port=port,
-        name=APP,
-        replicas=REPLICAS,
+        num_replicas=REPLICAS,
         max_batch_size=BATCH,
         batch_wait_timeout_s=0.01,
         max_ongoing_requests=ONGOING,
         max_queued_requests=QUEUED,
-        cpus_per_replica=0,
+        num_cpus=0,
         threads=1,
     )
+    cfg = ServeConfig(app, port=port, name=APP)
     hold = str(tmp_path_factory.mktemp("hold") / "hold")
     handle = serve_reward(cfg, loader=SlowLoader(0.03, hold))
     try:

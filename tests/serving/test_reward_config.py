@@ -1,16 +1,20 @@
 """serving/reward.yaml: a valid Serve config (schema plus a strict key walk) that builds."""
 
 import json
+import socket
 import typing
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import BaseModel
+from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from pipelines.classifier.model import ClassifierConfig, RewardClassifier, save_model
-from serving.reward import DEPLOYMENT, RewardAppConfig, build_app, parse_body
+from serving import reward
+from serving.config import DEPLOYMENT, RewardAppConfig, ServeConfig
+from serving.reward import build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "serving" / "reward.yaml"
@@ -126,26 +130,24 @@ def test_reward_yaml_is_a_rayservice_serve_config_v2():
     assert isinstance(service["spec"]["serveConfigV2"], str)  # KubeRay takes the YAML as text
 
 
-def test_bodies_parse_without_a_server():
-    import io
-
-    import numpy as np
-
-    cams = ["observation.images.front", "observation.images.wrist"]
-    frames = np.zeros((2, 8, 8, 3), np.uint8)
-    buf = io.BytesIO()
-    np.save(buf, frames)
-    parsed = parse_body(buf.getvalue(), cams)
-    assert list(parsed) == cams and parsed[cams[1]].shape == (8, 8, 3)
+def test_flags_build_the_nested_config_and_print_config_reads_back(tmp_path, capsys):
+    flags = ["/ckpt", "--replicas", "3", "--cpus-per-replica", "0", "--gpus-per-replica", "0.5"]
+    parser = reward.build_parser("serve-reward")
+    with pytest.raises(SystemExit) as printed:
+        parser.parse_config([*flags, "--print-config"], reward.parse_flags)
+    assert printed.value.code == 0
+    config = tmp_path / "serve.yaml"
+    config.write_text(capsys.readouterr().out)
+    for argv in (flags, ["--config", str(config)]):
+        cfg = reward.build_parser("serve-reward").parse_config(argv, reward.parse_flags)
+        assert cfg == ServeConfig(
+            RewardAppConfig("/ckpt", num_replicas=3, num_cpus=0.0, num_gpus=0.5)
+        )
+    cfg = reward.build_parser("serve-reward").parse_config(["/ckpt"], reward.parse_flags)
+    assert cfg.app.num_gpus == "auto" and cfg.port == 8000 and cfg.route_prefix == "/reward"
 
 
 def test_serve_reward_errors_are_one_line(ray_cluster, tmp_path, capsys):
-    import socket
-
-    from ray import serve
-
-    from serving import reward
-
     serve.shutdown()  # no Serve instance from another module
     checkpoint = save_model(
         tmp_path / "ckpt",

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from actors.feetech.bus import SO101_MOTORS, BusError, FeetechBus, HandshakeError, MotorFaultError
-from actors.feetech.emulator import ERRBIT_OVERLOAD, ERRBIT_VOLTAGE, STS3215Emulator
+from actors.feetech.emulator import STS3215Emulator
+from actors.feetech.protocol import ERRBIT_OVERLOAD, ERRBIT_VOLTAGE
 
 # The emulated servos answer from a thread of this process: on a busy machine a reply can take
 # tens of milliseconds. A wide reply timeout keeps live servos from looking dead; the tests that

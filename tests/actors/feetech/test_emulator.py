@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.feetech.emulator import (
+from actors.feetech.emulator import STS3215Emulator
+from actors.feetech.protocol import (
     BROADCAST_ID,
     INST_ACTION,
     INST_PING,
@@ -22,7 +23,6 @@ from actors.feetech.emulator import (
     INST_SYNC_WRITE,
     INST_WRITE,
     PacketParser,
-    STS3215Emulator,
     build_packet,
     checksum,
 )
