@@ -48,10 +48,11 @@ from ray import serve
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipelines.classifier.data import balanced_indices, random_shift  # noqa: E402
+from pipelines.classifier.data import balanced_indices  # noqa: E402
 from pipelines.classifier.model import ClassifierConfig, RewardClassifier, save_model  # noqa: E402
 from pipelines.simulator import SO101Env  # noqa: E402
 from pipelines.simulator.controllers import make_controller  # noqa: E402
+from pipelines.vision.images import random_shift  # noqa: E402
 from serving import (  # noqa: E402
     APP_NAME,
     HandleRewardClient,

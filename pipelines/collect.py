@@ -61,94 +61,24 @@ lines after the old ones, which stay (never rewritten) under the old `collection
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
-from actors.collection.config import DEFAULT_RESPONDERS, ROBOTS, CollectConfig
-from actors.collection.driver import collection_summary, run
-from actors.so101 import add_robot_flags
-from pipelines.dataset import V21, V30
-from pipelines.runtime.cli import JobParser, run_job
-from pipelines.runtime.flags import config_from_flags
-from pipelines.selection.selector import MODES
-from pipelines.simulator.tasks import DEFAULT_TASK, TASK_NAMES
+from actors.collection.config import CollectConfig
+from actors.collection.driver import CollectResult, collection_summary, run
+from pipelines.runtime.cli import Job
+from pipelines.runtime.cluster import exit_process
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("out", help="new dataset folder (or an interrupted collect's, to rerun)")
-    p.add_argument("--episodes", type=int, required=True, help="episodes to collect")
-    p.add_argument("--seed", type=int, default=0, help="seeds every episode's world and draws")
-    p.add_argument("--task", default=DEFAULT_TASK, help=f"the task: {', '.join(TASK_NAMES)}")
-    p.add_argument("--selector", default="random", help=f"selector mode: {', '.join(MODES)}")
-    p.add_argument("--epsilon", type=float, default=0.1, help="epsilon_greedy's epsilon")
-    p.add_argument("--temperature", type=float, default=1.0, help="the softmax temperature")
-    p.add_argument(
-        "--scorer",
-        default=None,
-        help="epsilon_greedy/learned: a train-selector checkpoint (score: the approval logit), "
-        "or a controller or policy checkpoint (score: minus the candidate's distance to its "
-        "action, in --score-scale units)",
-    )
-    p.add_argument("--score-scale", type=float, default=5.0, help="joint-space distance unit")
-    p.add_argument(
-        "--responders",
-        default=DEFAULT_RESPONDERS,
-        help="comma-separated controllers or policy checkpoints",
-    )
-    p.add_argument("--driver", default="noisy", help="who acts on plain frames")
-    p.add_argument(
-        "--critical",
-        default="grasp+every:10",
-        help="critical states: grasp (entering the grasp region), every:K, or grasp+every:K",
-    )
-    p.add_argument(
-        "--approver",
-        default="progress:0.002",
-        help="progress:T: approve when the task progress gains at least T (on --robot "
-        "emulated, the coupled simulator's progress); keyboard: a person (real arm)",
-    )
-    p.add_argument(
-        "--robot",
-        default="sim",
-        help=f"{' | '.join(ROBOTS)}. sim: the simulator, exact undo; emulated: an emulated "
-        "SO-101 through the real Feetech driver (follower coupled to the simulator, cameras "
-        "rendering it; undo moves the arm back, the cube stays); real: a real follower "
-        "(--follower-port, --follower-id, --camera front=S --camera wrist=S; --approver "
-        "keyboard, policy responders, --critical every:K)",
-    )
-    add_robot_flags(p, leader=False)
-    p.add_argument(
-        "--max-steps", type=int, default=None, help="an episode's step limit (unset: the task's)"
-    )
-    p.add_argument("--fps", type=int, default=10, help="control and video frame rate")
-    p.add_argument("--image-size", type=int, default=128, help="camera image size (pixels)")
-    p.add_argument("--vcodec", default=None, help="video codec: av1, h264 or mpeg4")
-    p.add_argument("--format", default=V21, help=f"LeRobot layout: {V21} or {V30}")
-    p.add_argument("--ray-address", default=None, help="a Ray cluster to join (unset: local)")
-    return p
-
-
-def build(args: argparse.Namespace) -> CollectConfig:
-    return config_from_flags(CollectConfig, args)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel collect") -> int:
-    cfg = build_parser(prog).parse_config(argv, build)
-    result = run_job(run, cfg, prog)
-    if result is None:
-        return 2
-    print(
+def report(cfg: CollectConfig, result: CollectResult) -> list[str]:
+    head = (
         f"Collected {len(result.episodes)} episodes, {result.frames} frames in "
         f"{result.seconds:.1f} s ({cfg.selection.selector} selector)"
     )
-    for line in collection_summary(result):
-        print(line)
-    print(f"Dataset: {result.root}")
-    return 0
+    return [head, *collection_summary(result), f"Dataset: {result.root}"]
+
+
+JOB = Job("collect", __doc__, CollectConfig, run, report)
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":
-    from pipelines.runtime.cluster import exit_process
-
     exit_process(main(prog="python -m pipelines.collect"))

@@ -36,56 +36,22 @@ a row per step, and where the MLflow runs went.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
-from pipelines.demo_steps import DemoConfig, DemoError, run, summary_table
-from pipelines.runtime.cli import JobParser, run_job
+from pipelines.demo_steps import DemoConfig, DemoError, DemoResult, run, summary_table
+from pipelines.runtime.cli import Job
 from pipelines.runtime.cluster import exit_process
-from pipelines.runtime.flags import config_from_flags
-
-D = DemoConfig()
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=D.out, help="the demo's folder (its outputs, demo.json)")
-    p.add_argument("--stage", type=int, default=None, help="run only this step (1..8)")
-    p.add_argument("--episodes", type=int, default=D.episodes, help="episodes to simulate")
-    p.add_argument("--seed", type=int, default=D.seed, help="seed of every step")
-    p.add_argument("--steps", type=int, default=D.steps, help="estimator training steps")
-    p.add_argument("--policy-steps", type=int, default=D.policy_steps, help="policy steps")
-    p.add_argument("--eval-episodes", type=int, default=D.eval_episodes, help="episodes per policy")
-    p.add_argument(
-        "--classifier-steps",
-        type=int,
-        default=D.classifier_steps,
-        help="reward classifier training steps",
-    )
-    p.add_argument("--hilserl-steps", type=int, default=D.hilserl_steps, help="HIL-SERL env steps")
-    p.add_argument(
-        "--ray-address", default=None, help="a Ray cluster to join (default: start a local one)"
-    )
-    p.add_argument("--no-mlflow", action="store_true", help="log no MLflow runs")
-    return p
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel demo") -> int:
-    parser = build_parser(prog)
-    config = parser.parse_config(argv, lambda ns: config_from_flags(DemoConfig, ns))
-    problems = config.problems()
-    if problems:
-        parser.error(problems[0])
-    result = run_job(run, config, prog, errors=(DemoError,))
-    if result is None:
-        return 2
-    print()
-    print(summary_table(result.rows))
-    print(f"Outputs: {result.out}")
+def report(config: DemoConfig, result: DemoResult) -> list[str]:
+    lines = ["", summary_table(result.rows), f"Outputs: {result.out}"]
     if result.mlflow_uri:
         uri = result.mlflow_uri
-        print(f"MLflow runs: {uri} (mlflow ui --backend-store-uri {uri})")
-    return 0
+        lines.append(f"MLflow runs: {uri} (mlflow ui --backend-store-uri {uri})")
+    return lines
+
+
+JOB = Job("demo", __doc__, DemoConfig, run, report, (DemoError,))
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":

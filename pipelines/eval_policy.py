@@ -11,72 +11,22 @@ Also `python -m pipelines.eval_policy` (for `ray job submit`).
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
-from pipelines.evaluation import EvalConfig, run, summary_lines
+from pipelines.evaluation import EvalConfig, EvalResult, run, summary_lines
 from pipelines.rl import eval_loader  # noqa: F401  (registers the `hilserl` checkpoint kind)
-from pipelines.runtime.cli import JobParser, run_job
-from pipelines.runtime.flags import config_from_flags
+from pipelines.runtime.cli import Job
+from pipelines.runtime.cluster import exit_process
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint folder or controller:<name>")
-    p.add_argument("--episodes", type=int, default=100, help="episodes per arm")
-    p.add_argument("--seed", type=int, default=0, help="seeds --seed .. --seed + episodes - 1")
-    p.add_argument(
-        "--prompt",
-        default="positive",
-        help="positive, negative, none (the bare task) or a task text of the policy",
-    )
-    p.add_argument(
-        "--cfg-scale",
-        type=float,
-        default=1.0,
-        help="classifier-free guidance beta (1: the prompt alone)",
-    )
-    p.add_argument(
-        "--n-action-steps",
-        type=int,
-        default=None,
-        help="actions executed per prediction (default: the checkpoint's)",
-    )
-    p.add_argument(
-        "--compare",
-        action="append",
-        default=[],
-        metavar="ARM",
-        help="another arm, SOURCE[#prompt=P][#cfg=B][#steps=N][#name=X] (repeatable)",
-    )
-    p.add_argument("--report", default=None, help="write the report as JSON here")
-    p.add_argument("--videos", type=int, default=2, help="episodes per arm filmed for MLflow")
-    p.add_argument("--one-process", action="store_true", help="run without Ray, in this process")
-    p.add_argument("--name", default=None, help="the first arm's name (and the MLflow run's)")
-    p.add_argument("--ray-address", default=None, help="the Ray cluster (default: local)")
-    p.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
-    return p
+def report(cfg: EvalConfig, result: EvalResult) -> list[str]:
+    lines = list(summary_lines(result))
+    lines += [f"Report: {cfg.report}"] if cfg.report else []
+    return lines + ([result.mlflow_run] if result.mlflow_run else [])
 
 
-def build_config(args: argparse.Namespace) -> EvalConfig:
-    return config_from_flags(EvalConfig, args)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel eval-policy") -> int:
-    cfg = build_parser(prog).parse_config(argv, build_config)
-    result = run_job(run, cfg, prog)
-    if result is None:
-        return 2
-    for line in summary_lines(result):
-        print(line)
-    if cfg.report:
-        print(f"Report: {cfg.report}")
-    if result.mlflow_run:
-        print(result.mlflow_run)
-    return 0
+JOB = Job("eval-policy", __doc__, EvalConfig, run, report)
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":
-    from pipelines.runtime.cluster import exit_process
-
     exit_process(main(prog="python -m pipelines.eval_policy"))

@@ -18,44 +18,23 @@ from the other side). Writes `report.json` and three PNG plots to `--out` (defau
 
 from __future__ import annotations
 
-import argparse
-import sys
-from collections.abc import Sequence
-
-from pipelines.runtime.cli import JobParser, run_job
-from pipelines.runtime.flags import config_from_flags
+from pipelines.runtime.cli import Job
+from pipelines.runtime.cluster import exit_process
 from pipelines.selection.report import PropensityReportConfig, report_summary, write_report
 from pipelines.selection.report_plots import PLOTS
 
 __all__ = ["PLOTS", "build_parser", "main"]
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("datasets", nargs="+", metavar="DATASET", help="collected datasets")
-    p.add_argument("--out", default=None, help="report folder (unset: <DATASET>_propensity_report)")
-    p.add_argument("--low", type=float, default=0.1, help="low-propensity threshold")
-    p.add_argument("--bins", type=int, default=20, help="the propensity histogram's bins")
-    p.add_argument("--examples", type=int, default=20, help="approved low-propensity examples")
-    p.add_argument("--no-plots", action="store_true", help="write report.json only, no PNGs")
-    return p
+def report(cfg: PropensityReportConfig, done: tuple) -> list[str]:
+    analysis, out = done
+    return [*report_summary(analysis), f"Report: {out}"]
 
 
-def build(args: argparse.Namespace) -> PropensityReportConfig:
-    return config_from_flags(PropensityReportConfig, args)
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel propensity-report") -> int:
-    cfg = build_parser(prog).parse_config(argv, build)
-    done = run_job(write_report, cfg, prog)
-    if done is None:
-        return 2
-    report, out = done
-    for line in report_summary(report):
-        print(line)
-    print(f"Report: {out}")
-    return 0
+JOB = Job("propensity-report", __doc__, PropensityReportConfig, write_report, report)
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":
-    sys.exit(main(prog="python -m pipelines.propensity_report"))
+    exit_process(main(prog="python -m pipelines.propensity_report"))

@@ -11,100 +11,36 @@ The drivers live in `actors.so101` (`calibrate`, `record`, `emulate`).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from actors.feetech.bus import BusError
 from actors.feetech.calibration import CalibrationError
-from actors.so101 import RobotError, add_calibration_dir_flag, add_robot_flags
 from actors.so101.calibrate import calibrate, ping
 from actors.so101.config import CalibrateConfig, EmulateConfig, PingConfig, TeleopConfig
 from actors.so101.emulate import emulate
 from actors.so101.record import teleop
-from pipelines.dataset import DatasetError
-from pipelines.runtime.cli import JobParser
-from pipelines.runtime.cluster import ClusterError
-from pipelines.runtime.flags import config_from_flags
-from pipelines.simulator.tasks import DEFAULT_TASK, TASK_NAMES
+from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.flags import add_flags, config_from_flags
 
-COMMANDS = {
-    "ping": (PingConfig, ping),
-    "calibrate": (CalibrateConfig, calibrate),
-    "teleop": (TeleopConfig, teleop),
-    "emulate": (EmulateConfig, emulate),
+COMMANDS = {  # name: (its config, what runs it, its help)
+    "ping": (PingConfig, ping, "handshake with every servo of an arm and read its joints"),
+    "calibrate": (CalibrateConfig, calibrate, "record an arm's homing offsets and ranges"),
+    "teleop": (
+        TeleopConfig,
+        teleop,
+        "drive the follower from the leader and record episodes",
+    ),
+    "emulate": (EmulateConfig, emulate, "start emulated follower and leader arms; print ports"),
 }
+# The user's mistakes of a command on the arms (besides job_error's), reported in one line.
+ERRORS = (CalibrationError, BusError, OSError)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-
-    def arm(q, help_port: str = "serial port (unset: an emulated arm)"):
-        q.add_argument("--port", default=None, help=help_port)
-        q.add_argument("--sim", action="store_true", help="an emulated arm (without --port)")
-
-    q = sub.add_parser("ping", help="handshake with every servo of an arm and read its joints")
-    arm(q)
-    add_calibration_dir_flag(q)
-    q.add_argument("--arm-id", default=None, help="name of the arm's calibration")
-
-    q = sub.add_parser("calibrate", help="record an arm's homing offsets and ranges")
-    arm(q)
-    q.add_argument("--leader", action="store_true", help="(--sim) calibrate the leader")
-    add_calibration_dir_flag(q)
-    q.add_argument("--arm-id", required=True, help="name to save the calibration under")
-
-    q = sub.add_parser("teleop", help="drive the follower from the leader and record episodes")
-    q.add_argument("out", help="LeRobot v2.1 dataset folder (created, or appended to)")
-    add_robot_flags(q)
-    q.add_argument("--fps", type=float, default=30.0, help="control and recording rate")
-    q.add_argument("--episodes", type=int, default=1, help="episodes to record")
-    q.add_argument("--episode-time", type=float, default=30.0, help="seconds per episode")
-    q.add_argument(
-        "--task",
-        default=None,
-        help="what the episodes do (unset with --sim: the simulated task's text)",
-    )
-    q.add_argument(
-        "--max-step", type=float, default=10.0, help="largest follower move per tick (degrees)"
-    )
-    q.add_argument(
-        "--steps-after-success",
-        type=int,
-        default=0,
-        metavar="N",
-        help="record N more frames after the success key (reward 1 on them)",
-    )
-    q.add_argument("--sim", action="store_true", help="emulated arms (the default without ports)")
-    q.add_argument(
-        "--sim-task", default=DEFAULT_TASK, choices=TASK_NAMES, help="(--sim) the simulated task"
-    )
-    q.add_argument("--seed", type=int, default=0, help="(--sim) the simulated world's seed")
-    q.add_argument("--image-size", type=int, default=128, help="(--sim) camera image size")
-    q.add_argument(
-        "--vcodec",
-        default=None,
-        help="video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or "
-        "mpeg4; appending keeps the dataset's",
-    )
-    q.add_argument(
-        "--format",
-        default=None,
-        help="LeRobot layout of a new dataset: v2.1 (unset) or v3.0; appending keeps the dataset's",
-    )
-    q.add_argument("--ray-address", default=None, help="a Ray cluster to join (unset: local)")
-
-    q = sub.add_parser("emulate", help="start emulated follower and leader arms; print ports")
-    q.add_argument(
-        "--sim-task", default=DEFAULT_TASK, choices=TASK_NAMES, help="the simulated task"
-    )
-    q.add_argument("--seed", type=int, default=0, help="the simulated world's seed")
-    q.add_argument(
-        "--hand",
-        default="none",
-        choices=["none", "expert"],
-        help="move the leader like an expert operator would",
-    )
+    for name, (config, _, help_text) in COMMANDS.items():
+        add_flags(sub.add_parser(name, help=help_text), config)
     return p
 
 
@@ -113,14 +49,10 @@ def build(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel robot") -> int:
-    parser = build_parser(prog)
-    config = parser.parse_config(argv, build)
-    command = next(name for name, (cls, _) in COMMANDS.items() if isinstance(config, cls))
-    try:
-        return COMMANDS[command][1](config)
-    except (RobotError, DatasetError, ClusterError, CalibrationError, BusError, OSError) as e:
-        print(f"{prog} {command}: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    config = build_parser(prog).parse_config(argv, build)
+    command = next(name for name, (cls, *_) in COMMANDS.items() if isinstance(config, cls))
+    code = run_job(COMMANDS[command][1], config, f"{prog} {command}", errors=ERRORS)
+    return 2 if code is None else code
 
 
 if __name__ == "__main__":

@@ -13,79 +13,44 @@ Also `python -m pipelines.train_classifier` (for `ray job submit`).
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
-from pipelines.classifier.config import ClassifierRunConfig, ClassifierTrainConfig
+from pipelines.classifier.config import ClassifierTrainConfig
 from pipelines.classifier.labels import success_csv_path
-from pipelines.classifier.training import run
-from pipelines.runtime.cli import JobParser, run_job
+from pipelines.classifier.training import ClassifierTrainResult, run
+from pipelines.runtime.cli import Job
 from pipelines.runtime.cluster import exit_process
-from pipelines.runtime.run_config import add_run_flags
-from pipelines.runtime.training import already_trained
-from pipelines.vision.encoders import spatial_encoders
+from pipelines.runtime.training import training_summary
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("dataset", help="a LeRobot dataset")
-    p.add_argument(
-        "--labels",
-        default=None,
-        metavar="CSV",
-        help="success-frames CSV (episode,success_start,env_reset_start[,success_ranges]); "
-        "unset: the dataset's next.reward",
-    )
-    p.add_argument(
-        "--encoder",
-        default="small_convnet",
-        choices=spatial_encoders(),
-        help="image encoder (small_convnet: fast on CPUs; resnet10 for GPUs)",
-    )
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    p.add_argument("--image-size", type=int, default=128, help="the model's input size in pixels")
-    p.add_argument("--shift", type=int, default=4, help="random-shift padding in pixels")
-    p.add_argument(
-        "--min-precision",
-        type=float,
-        default=None,
-        metavar="P",
-        help="choose the lowest threshold with validation precision >= P; unset: best F1",
-    )
-    add_run_flags(
-        p,
-        ClassifierRunConfig(),
-        batch_help="frames per worker per step",
-        name_help="run name; unset: classifier-<encoder>",
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-classifier") -> int:
-    cfg = build_parser(prog).parse_config(argv, ClassifierTrainConfig.from_flags)
-    result = run_job(run, cfg, prog)
-    if result is None:
-        return 2
+def report(cfg: ClassifierTrainConfig, result: ClassifierTrainResult) -> list[str]:
+    lines = []
     if cfg.labels is None and success_csv_path(cfg.dataset).exists():
-        print(f"note: labeled from next.reward; {success_csv_path(cfg.dataset)} exists (--labels)")
-    if result.unlabeled:
-        print(f"note: {len(result.unlabeled)} episodes are not in {cfg.labels} and were not used")
-    m = result.metrics
-    if not already_trained(result, cfg.run_name, cfg.run.steps):
-        print(
-            f"Trained the {cfg.encoder} classifier to step {result.step} in {result.seconds:.0f} s "
-            f"(loss {m.get('loss', float('nan')):.4f}, {m.get('samples_per_s', 0):.0f} samples/s)"
+        lines.append(
+            f"note: labeled from next.reward; {success_csv_path(cfg.dataset)} exists (--labels)"
         )
-    print(f"Threshold {result.threshold:.4f}: {result.threshold_rule}")
+    if result.unlabeled:
+        lines.append(
+            f"note: {len(result.unlabeled)} episodes are not in {cfg.labels} and were not used"
+        )
+    m = result.metrics
+    done = (
+        f"Trained the {cfg.encoder} classifier to step {result.step} in {result.seconds:.0f} s "
+        f"(loss {m.get('loss', float('nan')):.4f}, {m.get('samples_per_s', 0):.0f} samples/s)"
+    )
+    lines.append(training_summary(result, cfg.run_name, cfg.run.steps, done))
+    lines.append(f"Threshold {result.threshold:.4f}: {result.threshold_rule}")
     if "test_accuracy" in m:
-        print(
+        lines.append(
             f"Held-out test episodes ({m['test_frames']} frames): accuracy "
             f"{m['test_accuracy']:.4f}, precision {m['test_precision']:.4f}, recall "
             f"{m['test_recall']:.4f} (tp {m['test_tp']}, fp {m['test_fp']}, fn {m['test_fn']}, "
             f"tn {m['test_tn']})"
         )
-    print(f"Checkpoint: {result.checkpoint}")
-    return 0
+    return [*lines, f"Checkpoint: {result.checkpoint}"]
+
+
+JOB = Job("train-classifier", __doc__, ClassifierTrainConfig, run, report)
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":

@@ -11,33 +11,14 @@ The checkpoint is the `learned` selector's scorer: `flywheel collect --selector 
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-
-from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.cli import Job
 from pipelines.runtime.cluster import exit_process
-from pipelines.runtime.run_config import add_run_flags
-from pipelines.selection.config import SelectorRunConfig, SelectorTrainConfig
+from pipelines.runtime.training import TrainingResult
+from pipelines.selection.config import SelectorTrainConfig
 from pipelines.selection.training import run
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("dataset", help="a dataset of flywheel collect (with approval_status)")
-    p.add_argument("--image-size", type=int, default=32, help="the model's input size in pixels")
-    p.add_argument(
-        "--encoder", default="small_convnet", help="an encoder of pipelines.vision.encoders"
-    )
-    p.add_argument("--cameras", default=None, help="comma-separated cameras; unset: all")
-    add_run_flags(p, SelectorRunConfig(), batch_help="attempts per worker per step")
-    return p
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-selector") -> int:
-    cfg = build_parser(prog).parse_config(argv, SelectorTrainConfig.from_flags)
-    result = run_job(run, cfg, prog)
-    if result is None:
-        return 2
+def report(cfg: SelectorTrainConfig, result: TrainingResult) -> list[str]:
     m = result.metrics
     extra = (
         f", held-out accuracy {m['heldout_accuracy']:.3f} on {m['heldout_attempts']} attempts"
@@ -45,9 +26,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel train-selector
         else ""
     )
     loss = m.get("loss", float("nan"))
-    print(f"Trained {cfg.run_name} to step {result.step}: loss {loss:.4f}{extra}")
-    print(f"Checkpoint: {result.checkpoint}")
-    return 0
+    return [
+        f"Trained {cfg.run_name} to step {result.step}: loss {loss:.4f}{extra}",
+        f"Checkpoint: {result.checkpoint}",
+    ]
+
+
+JOB = Job("train-selector", __doc__, SelectorTrainConfig, run, report)
+build_parser = JOB.build_parser
+main = JOB.main
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 
 import ray
 
+from pipelines.runtime.flags import FlagConfig, flag, section
+
 APP_NAME = "reward"
 ROUTE = "/reward"
 DEPLOYMENT = "RewardClassifier"  # the Serve deployment's name (serve status, config overrides)
@@ -25,19 +27,28 @@ def gpu_count(text: str) -> float | str:
 class RewardAppConfig:
     """What `build_app` takes (the `args` of serving/reward.yaml; flags of serve-reward)."""
 
-    checkpoint: str
-    max_batch_size: int = 8
-    batch_wait_timeout_s: float = 0.002
-    max_ongoing_requests: int = 16
-    max_queued_requests: int = 64
-    num_replicas: int = 1
-    min_replicas: int | None = None  # both given: Serve's autoscaler between them
-    max_replicas: int | None = None
-    target_ongoing_requests: float = 4.0
-    num_cpus: float = 1.0
-    num_gpus: float | str = "auto"  # "auto": 1 per replica when the cluster has GPUs
-    threads: int | None = None  # torch threads per replica (default: its CPUs, at least 1)
-    resize: bool = False
+    checkpoint: str = flag(
+        help="a classifier checkpoint (flywheel train-classifier)", positional=True
+    )
+    num_replicas: int = flag(1, "replicas (no autoscaling)", option="replicas", metavar="REPLICAS")
+    # both given: Serve's autoscaler between them
+    min_replicas: int | None = flag(None, "autoscale from (with --max)")
+    max_replicas: int | None = flag(None, "autoscale up to")
+    target_ongoing_requests: float = flag(4.0, "requests per replica the autoscaler aims at")
+    max_batch_size: int = flag(8, "frames scored at once")
+    batch_wait_timeout_s: float = flag(0.002, "how long a batch waits to fill")
+    max_ongoing_requests: int = flag(16, "per replica; raised to --max-batch-size if below it")
+    max_queued_requests: int = flag(64, "beyond this, 503 (-1: unbounded)")
+    num_cpus: float = flag(1.0, "CPUs per replica", option="cpus-per-replica", metavar="CPUS")
+    num_gpus: float | str = flag(
+        "auto",  # "auto": 1 per replica when the cluster has GPUs
+        "GPUs per replica (auto: 1 when the cluster has GPUs)",
+        option="gpus-per-replica",
+        metavar="GPUS",
+        type=gpu_count,
+    )
+    threads: int | None = flag(None, "torch threads per replica; none: one per CPU")
+    resize: bool = flag(False, "accept other image sizes and resize")
 
     @classmethod
     def from_args(cls, args: dict) -> RewardAppConfig:
@@ -115,16 +126,20 @@ class RewardAppConfig:
 
 
 @dataclass
-class ServeConfig:
+class ServeConfig(FlagConfig):
     """`flywheel serve-reward`: the application, and where and how Serve runs it."""
 
-    app: RewardAppConfig
-    host: str = "127.0.0.1"
-    port: int = 8000
-    name: str = APP_NAME  # the Serve application's name
-    route_prefix: str = ROUTE
-    direct_port: int | None = None  # each replica also answers HTTP itself from this port on
-    ray_address: str | None = None
+    app: RewardAppConfig = section(RewardAppConfig)
+    host: str = flag("127.0.0.1", "HTTP address of Serve's proxy")
+    port: int = flag(8000, "HTTP port of Serve's proxy")
+    direct_port: int | None = flag(
+        None,
+        "each replica also answers HTTP itself from this port on, skipping Serve's proxy (the "
+        "lowest latency; Ray Serve's direct ingress)",
+    )
+    name: str = flag(APP_NAME, "Serve application name")
+    route_prefix: str = flag(ROUTE, "HTTP route of the endpoint")
+    ray_address: str | None = flag(None, "a Ray cluster to join; none: start a local one")
 
     def validate(self) -> None:
         """The ports (the application is `app.validate`'s)."""

@@ -34,19 +34,15 @@ KubeRay RayService's `serveConfigV2`; `flywheel serve-reward` builds the same ap
 
 from __future__ import annotations
 
-import argparse
 import signal
-import sys
 import time
 from collections.abc import Sequence
 
 from ray import serve
 
 from pipelines.dataset import DatasetError
-from pipelines.runtime.cli import JobParser
-from pipelines.runtime.cluster import ClusterError
-from pipelines.runtime.flags import config_from_flags
-from serving.config import APP_NAME, ROUTE, RewardAppConfig, ServeConfig, gpu_count
+from pipelines.runtime.cli import JobParser, job_parser, run_job
+from serving.config import RewardAppConfig, ServeConfig
 from serving.deployment import reward_app
 from serving.driver import check_checkpoint, direct_urls, serve_reward
 
@@ -68,73 +64,8 @@ def build_app(args: dict):
 # --------------------------------------------------------------------------- the command
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a classifier checkpoint (flywheel train-classifier)")
-    p.add_argument("--host", default="127.0.0.1", help="HTTP address of Serve's proxy")
-    p.add_argument("--port", type=int, default=8000, help="HTTP port of Serve's proxy")
-    p.add_argument(
-        "--replicas",
-        dest="num_replicas",
-        metavar="REPLICAS",
-        type=int,
-        default=1,
-        help="replicas (no autoscaling)",
-    )
-    p.add_argument("--min-replicas", type=int, default=None, help="autoscale from (with --max)")
-    p.add_argument("--max-replicas", type=int, default=None, help="autoscale up to")
-    p.add_argument(
-        "--target-ongoing-requests",
-        type=float,
-        default=4.0,
-        help="requests per replica the autoscaler aims at",
-    )
-    p.add_argument("--max-batch-size", type=int, default=8, help="frames scored at once")
-    p.add_argument(
-        "--batch-wait-timeout-s", type=float, default=0.002, help="how long a batch waits to fill"
-    )
-    p.add_argument(
-        "--max-ongoing-requests",
-        type=int,
-        default=16,
-        help="per replica; raised to --max-batch-size if below it",
-    )
-    p.add_argument(
-        "--max-queued-requests", type=int, default=64, help="beyond this, 503 (-1: unbounded)"
-    )
-    p.add_argument(
-        "--cpus-per-replica",
-        dest="num_cpus",
-        metavar="CPUS",
-        type=float,
-        default=1.0,
-        help="CPUs per replica",
-    )
-    p.add_argument(
-        "--gpus-per-replica",
-        dest="num_gpus",
-        metavar="GPUS",
-        type=gpu_count,
-        default="auto",
-        help="GPUs per replica (auto: 1 when the cluster has GPUs)",
-    )
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch threads per replica; none: one per CPU"
-    )
-    p.add_argument("--resize", action="store_true", help="accept other image sizes and resize")
-    p.add_argument(
-        "--direct-port",
-        type=int,
-        default=None,
-        help="each replica also answers HTTP itself from this port on, skipping Serve's proxy "
-        "(the lowest latency; Ray Serve's direct ingress)",
-    )
-    p.add_argument("--name", default=APP_NAME, help="Serve application name")
-    p.add_argument("--route-prefix", default=ROUTE, help="HTTP route of the endpoint")
-    p.add_argument(
-        "--ray-address", default=None, help="a Ray cluster to join; none: start a local one"
-    )
-    return p
+def build_parser(prog: str) -> JobParser:
+    return job_parser(prog, __doc__, ServeConfig)
 
 
 def report(cfg: ServeConfig) -> None:
@@ -172,16 +103,9 @@ def serve_until_stopped() -> None:
         print("Stopped.")
 
 
-def parse_flags(ns: argparse.Namespace) -> ServeConfig:
-    return config_from_flags(ServeConfig, ns)
-
-
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward") -> int:
-    cfg = build_parser(prog).parse_config(argv, parse_flags)
-    try:
-        serve_reward(cfg)
-    except (DatasetError, ClusterError, ValueError) as e:
-        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
+    cfg = build_parser(prog).parse_config(argv, ServeConfig.from_flags)
+    if run_job(serve_reward, cfg, prog, errors=(ValueError,)) is None:
         return 2
     report(cfg)
     serve_until_stopped()

@@ -1,7 +1,8 @@
 """`flywheel collect`'s config: nested dataclasses, and every check of their options.
 
 `CollectConfig` holds a `SelectionConfig` (how a candidate is drawn at a critical state) and the
-shared `actors.so101.RobotConfig` (a real follower's port, calibration and cameras);
+shared `actors.so101.RobotConfig` (as `FollowerConfig`: a real follower's port, calibration and
+cameras); its fields are the job's flags (`pipelines.runtime.flags`), and
 `CollectConfig.from_flags(**fields)` builds one from flat fields (flag names), as the command
 line does.
 Nothing is written before `CollectConfig.validate` passes: every bad option is a one-line
@@ -10,17 +11,17 @@ DatasetError.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from actors.collection.episode import CriticalRule, KeyboardAdmin, ProgressAdmin
-from actors.so101 import RobotConfig, calibration_of
+from actors.so101 import FollowerConfig, calibration_of
 from pipelines.dataset import V21, V30, DatasetError, check_frame_size, resolve_video_codec
-from pipelines.runtime.flags import FlagConfig
+from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.selection.propensity import LOG_NAME, check_complete, log_path
-from pipelines.selection.selector import SelectorError, check_mode
+from pipelines.selection.selector import MODES, SelectorError, check_mode
 from pipelines.simulator.controllers import CONTROLLERS
-from pipelines.simulator.tasks import CAMERAS, DEFAULT_TASK, TASKS
+from pipelines.simulator.tasks import CAMERAS, DEFAULT_TASK, TASK_NAMES, TASKS
 from pipelines.synthesis.config import check_frame_rate_and_size
 
 DEFAULT_RESPONDERS = "expert,hesitant,noisy,failing"
@@ -31,11 +32,16 @@ ROBOTS = ("sim", "emulated", "real")
 class SelectionConfig:
     """How the selector picks a candidate (`pipelines.selection.selector.ActionSelector`)."""
 
-    selector: str = "random"  # random | epsilon_greedy | learned
-    epsilon: float = 0.1  # epsilon_greedy's epsilon
-    temperature: float = 1.0  # the softmax temperature
-    scorer: str | None = None  # a train-selector, controller or policy checkpoint
-    score_scale: float = 5.0  # a PolicyDistanceScorer's joint-space distance unit
+    selector: str = flag("random", f"selector mode: {', '.join(MODES)}")
+    epsilon: float = flag(0.1, "epsilon_greedy's epsilon")
+    temperature: float = flag(1.0, "the softmax temperature")
+    scorer: str | None = flag(
+        None,
+        "epsilon_greedy/learned: a train-selector checkpoint (score: the approval logit), or a "
+        "controller or policy checkpoint (score: minus the candidate's distance to its action, "
+        "in --score-scale units)",
+    )
+    score_scale: float = flag(5.0, "joint-space distance unit")  # a PolicyDistanceScorer's
 
     def validate(self) -> None:
         """One-line DatasetErrors (the mode is checked by `CollectConfig.validate`)."""
@@ -54,23 +60,39 @@ class SelectionConfig:
 
 @dataclass
 class CollectConfig(FlagConfig):
-    out: str
-    episodes: int
-    seed: int = 0
-    task: str = DEFAULT_TASK
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    responders: str = DEFAULT_RESPONDERS
-    driver: str = "noisy"  # who acts on plain frames
-    critical: str = "grasp+every:10"
-    approver: str = "progress:0.002"
-    robot: str = "sim"  # sim | emulated | real
-    arm: RobotConfig = field(default_factory=RobotConfig)  # a real arm's follower and cameras
-    max_steps: int | None = None  # an episode's step limit (the task's time limit * fps)
-    fps: int = 10
-    image_size: int = 128
-    vcodec: str | None = None
-    format: str = V21
-    ray_address: str | None = None
+    out: str = flag(
+        help="new dataset folder (or an interrupted collect's, to rerun)", positional=True
+    )
+    episodes: int = flag(help="episodes to collect")
+    seed: int = flag(0, "seeds every episode's world and draws")
+    task: str = flag(DEFAULT_TASK, f"the task: {', '.join(TASK_NAMES)}")
+    selection: SelectionConfig = section(SelectionConfig)
+    responders: str = flag(DEFAULT_RESPONDERS, "comma-separated controllers or policy checkpoints")
+    driver: str = flag("noisy", "who acts on plain frames")
+    critical: str = flag(
+        "grasp+every:10",
+        "critical states: grasp (entering the grasp region), every:K, or grasp+every:K",
+    )
+    approver: str = flag(
+        "progress:0.002",
+        "progress:T: approve when the task progress gains at least T (on --robot emulated, the "
+        "coupled simulator's progress); keyboard: a person (real arm)",
+    )
+    robot: str = flag(
+        "sim",
+        f"{' | '.join(ROBOTS)}. sim: the simulator, exact undo; emulated: an emulated SO-101 "
+        "through the real Feetech driver (follower coupled to the simulator, cameras rendering "
+        "it; undo moves the arm back, the cube stays); real: a real follower (--follower-port, "
+        "--follower-id, --camera front=S --camera wrist=S; --approver keyboard, policy "
+        "responders, --critical every:K)",
+    )
+    arm: FollowerConfig = section(FollowerConfig)  # a real arm's follower and cameras
+    max_steps: int | None = flag(None, "an episode's step limit (unset: the task's)")
+    fps: int = flag(10, "control and video frame rate")
+    image_size: int = flag(128, "camera image size (pixels)")
+    vcodec: str | None = flag(None, "video codec: av1, h264 or mpeg4")
+    format: str = flag(V21, f"LeRobot layout: {V21} or {V30}")
+    ray_address: str | None = flag(None, "a Ray cluster to join (unset: local)")
 
     @property
     def text(self) -> str:
@@ -131,9 +153,9 @@ class CollectConfig(FlagConfig):
         if self.robot not in ROBOTS:
             raise DatasetError(f"--robot {self.robot!r}: one of {', '.join(ROBOTS)}")
         arm = self.arm
-        for flag, value in (("--leader-port", arm.leader_port), ("--leader-id", arm.leader_id)):
+        for name, value in (("--leader-port", arm.leader_port), ("--leader-id", arm.leader_id)):
             if value:
-                raise DatasetError(f"{flag}: collect drives the follower only")
+                raise DatasetError(f"{name}: collect drives the follower only")
         real_only = {
             "--follower-port": arm.follower_port,
             "--follower-id": arm.follower_id,

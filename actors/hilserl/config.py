@@ -1,7 +1,10 @@
 """`flywheel hilserl`'s config: one `HilserlConfig` nesting the learner's, the collectors', the
-agent's and the robot's sections, built from the job's flags (`config_from_flags`) and handed
-down whole: the learner actor gets `learner`, each collector `collector` and `robot`, and both
-the agent's config the run resolves from `agent` (`pipelines.rl.config`).
+agent's and the robot's sections, whose `flag()` fields are the job's flags
+(`pipelines.runtime.flags`; `--camera` and `--terminate-on-success` the job adds by hand, as
+`flag()` declares neither a repeated flag nor a `--x/--no-x` pair), built from them
+(`config_from_flags`) and handed down whole: the learner actor gets `learner`, each collector
+`collector` and `robot`, and both the agent's config the run resolves from `agent`
+(`pipelines.rl.config`).
 
 `EpisodeSpec` is what the driver resolves for every collector's episodes (cameras, image size,
 frame stack, whether images are kept, their length), `RESUME_KEYS` the settings a resumed run
@@ -15,8 +18,8 @@ from pathlib import Path
 
 from actors.so101 import RobotConfig
 from pipelines.rl.config import AgentHyperparameters
-from pipelines.runtime.flags import FlagConfig
-from pipelines.simulator.tasks import CAMERAS, DEFAULT_TASK
+from pipelines.runtime.flags import FlagConfig, flag, section
+from pipelines.simulator.tasks import CAMERAS, DEFAULT_TASK, TASKS
 
 # Settings that define what a run trains; a resumed run must keep them (`check_run`).
 RESUME_KEYS = (
@@ -52,22 +55,27 @@ RESUME_KEYS = (
 class HilserlLearnerConfig:
     """The learner's section: the run's length, its replay buffers, pacing and checkpoints."""
 
-    steps: int = 20_000  # env steps to collect
-    batch_size: int = 256
-    online_capacity: int = 100_000
-    offline_capacity: int = 100_000
-    online_ratio: float = 0.5  # the share of a batch from the online buffer
-    offline_dataset: str | None = None  # a LeRobot dataset seeding the offline buffer
-    learning_starts: int = 100
-    updates_per_step: float = 1.0  # learner steps per env step (0: free)
-    max_lag: int = 200  # learner steps behind before collectors wait
-    random_steps: int = 500  # uniform random actions for the run's first env steps
-    push_every: int = 50  # learner steps between weight pushes
-    checkpoint_every: int = 1000  # env steps between checkpoints
-    q_alarm_patience: int = 100
-    silent_after_s: float = 120.0  # seconds before a quiet collector is reported
-    learner_threads: int | None = None  # None: 1
-    seed: int = 0
+    steps: int = flag(20_000, "env steps to collect")
+    batch_size: int = flag(256, "transitions per update")
+    online_capacity: int = flag(100_000, "online buffer size (transitions)")
+    offline_capacity: int = flag(100_000, "offline buffer size (transitions)")
+    online_ratio: float = flag(0.5, "the share of a batch from the online buffer")
+    offline_dataset: str | None = flag(None, "a LeRobot dataset seeding the offline buffer")
+    learning_starts: int = flag(100, "online transitions before training")
+    updates_per_step: float = flag(1.0, "learner steps per env step (0: free)")
+    max_lag: int = flag(200, "learner steps behind before collectors wait")
+    random_steps: int = flag(500, "uniform random actions for the first env steps")
+    push_every: int = flag(50, "learner steps between weight pushes")
+    checkpoint_every: int = flag(1000, "env steps between checkpoints")
+    q_alarm_patience: int = flag(100, "steps of Q above its bound before an alarm")
+    silent_after_s: float = flag(
+        120.0,
+        "seconds before a quiet collector is reported",
+        option="silent-after",
+        metavar="SECONDS",
+    )
+    learner_threads: int | None = flag(None, "the learner's torch threads; unset: 1")
+    seed: int = flag(0, "the run's seed")
 
     @property
     def threads(self) -> int:
@@ -78,24 +86,25 @@ class HilserlLearnerConfig:
 class CollectorConfig:
     """The collectors' section: the task, the operator and the reward (sent to each one)."""
 
-    task: str = DEFAULT_TASK
-    fps: int = 10
-    collectors: int = 1  # (sim, emulated) collectors, each with its own robot
-    operator: bool = True  # the simulated operator supervises the policy
-    reward: str = "sim"  # sim | classifier
-    reward_app: str = "reward"  # the Serve application scoring frames (--reward classifier)
-    reward_url: str | None = None  # or its HTTP endpoint
-    terminate_on_success: bool = True
-    success_frames: int = 1  # classifier: consecutive frames it must call a success
+    task: str = flag(DEFAULT_TASK, f"the task: one of {', '.join(TASKS)}")
+    fps: int = flag(10, "control ticks per second")
+    collectors: int = flag(1, "collectors, each with its own robot")
+    operator: bool = flag(True, "(sim) no simulated operator")  # the flag is --no-operator
+    reward: str = flag("sim", "sim or classifier")
+    reward_app: str = flag("reward", "the Serve application (classifier)")
+    reward_url: str | None = flag(None, "or the classifier's HTTP endpoint")
+    # both --terminate-on-success and --no-terminate-on-success (pipelines.hilserl adds them)
+    terminate_on_success: bool = flag(True, "a success ends the episode", both=True)
+    success_frames: int = flag(1, "classifier reward: consecutive frames it must call a success")
 
 
 @dataclass
 class HilserlRobotConfig:
     """The robot's section: the simulator, an emulated SO-101 or a real one (its ports)."""
 
-    env: str = "sim"
-    robot: str | None = None  # None: the simulator, or a real arm when ports are given
-    arm: RobotConfig = field(default_factory=RobotConfig)
+    env: str = flag("sim", "sim (a real or emulated arm: --robot)")
+    robot: str | None = flag(None, "emulated: an emulated SO-101 through its driver")
+    arm: RobotConfig = section(RobotConfig)
 
     @property
     def kind(self) -> str:
@@ -118,18 +127,18 @@ class EpisodeSpec:
 class HilserlConfig(FlagConfig):
     """`flywheel hilserl`'s config (module docstring); `from_flags(**flat)` for callers."""
 
-    learner: HilserlLearnerConfig = field(default_factory=HilserlLearnerConfig)
-    collector: CollectorConfig = field(default_factory=CollectorConfig)
-    agent: AgentHyperparameters = field(default_factory=AgentHyperparameters)
-    robot: HilserlRobotConfig = field(default_factory=HilserlRobotConfig)
-    encoder: str | None = None  # drqv2 | frozen:CHECKPOINT (default: the job's docstring)
-    image_size: int | None = None  # None: the frozen encoder's, else 64
-    record: bool = True
-    name: str | None = None
-    storage: str = "flywheel-runs"
-    ray_address: str | None = None
-    mlflow: bool = True
-    quiet: bool = False
+    learner: HilserlLearnerConfig = section(HilserlLearnerConfig)
+    collector: CollectorConfig = section(CollectorConfig)
+    agent: AgentHyperparameters = section(AgentHyperparameters)
+    robot: HilserlRobotConfig = section(HilserlRobotConfig)
+    encoder: str | None = flag(None, "drqv2 or frozen:CHECKPOINT")  # unset: the job's docstring
+    image_size: int | None = flag(None, "camera frames; unset: the frozen encoder's, else 64")
+    record: bool = flag(True, "do not record the online episodes")  # the flag is --no-record
+    name: str | None = flag(None, "the run's name; unset: hilserl")
+    storage: str = flag("flywheel-runs", "where runs and checkpoints go")
+    ray_address: str | None = flag(None, "the Ray cluster; unset: a local one")
+    mlflow: bool = flag(True, "log nothing to MLflow")
+    quiet: bool = flag(False, "print no progress lines")
 
     @property
     def run_name(self) -> str:

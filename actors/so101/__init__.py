@@ -11,21 +11,19 @@ from actors.so101.build import (
 )
 from actors.so101.config import (
     CAMERA_PREFIX,
+    FollowerConfig,
     RobotConfig,
     RobotError,
-    add_calibration_dir_flag,
-    add_robot_flags,
     camera_sources,
 )
 
 __all__ = [
     "CAMERA_PREFIX",
     "EMULATED_BUS",
+    "FollowerConfig",
     "RobotConfig",
     "RobotError",
     "SO101Arms",
-    "add_calibration_dir_flag",
-    "add_robot_flags",
     "arm_calibration",
     "bus_options",
     "calibration_of",

@@ -1,22 +1,26 @@
 """The SO-101's configs: the robot every arm-driving job shares, and `flywheel robot`'s commands.
 
 `RobotConfig` holds the robot fields hilserl, collect and `robot teleop` share (follower and
-leader serial ports, their calibration names, the calibrations folder, the cameras);
-`add_robot_flags` adds their flags to a job's parser, and `pipelines.runtime.cli.
-config_from_flags` builds a config holding one from the same flags.
+leader serial ports, their calibration names, the calibrations folder, the cameras); its fields
+are their flags (`pipelines.runtime.flags`): a job's config nests it as a `section()`.
+`FollowerConfig` is the same section for a job that drives the follower only (the leader's
+flags hidden).
 """
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from actors.feetech.calibration import DEFAULT_CALIBRATION_DIR
 from pipelines.dataset import DatasetError
-from pipelines.simulator.tasks import DEFAULT_TASK
+from pipelines.runtime.flags import FlagConfig, flag, section
+from pipelines.simulator.tasks import DEFAULT_TASK, TASK_NAMES
 
 CAMERA_PREFIX = "observation.images."
+CALIBRATION_DIR_HELP = (
+    f"the arms' calibrations, one JSON file per arm id (unset: {DEFAULT_CALIBRATION_DIR})"
+)
 
 
 class RobotError(DatasetError):
@@ -26,14 +30,19 @@ class RobotError(DatasetError):
 
 @dataclass
 class RobotConfig:
-    """The SO-101's ports, calibrations and cameras (`add_robot_flags` adds their flags)."""
+    """The SO-101's ports, calibrations and cameras (their flags: `add_flags`)."""
 
-    follower_port: str | None = None  # a real follower's serial port
-    leader_port: str | None = None  # a real leader's serial port
-    follower_id: str | None = None  # the follower's calibration name
-    leader_id: str | None = None  # the leader's calibration name
-    calibration_dir: str | None = None  # None: DEFAULT_CALIBRATION_DIR
-    camera: list[str] = field(default_factory=list)  # a real arm's OpenCV cameras, NAME=SOURCE
+    follower_port: str | None = flag(None, "a real arm's follower serial port")
+    leader_port: str | None = flag(None, "a real arm's leader serial port")
+    follower_id: str | None = flag(None, "the follower's calibration name")
+    leader_id: str | None = flag(None, "the leader's calibration name")
+    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)  # None: the default folder
+    camera: list[str] = flag(
+        default_factory=list,
+        help="a real arm's OpenCV camera: front=0, wrist=/dev/video2 (repeatable)",
+        metavar="NAME=SOURCE",
+        append=True,
+    )
 
     @property
     def calibrations(self) -> str:
@@ -48,41 +57,17 @@ class RobotConfig:
         return camera_sources(self.camera)
 
 
+@dataclass
+class FollowerConfig(RobotConfig):
+    """`RobotConfig` of a job that drives the follower only: the leader's flags are hidden from
+    --help (still read, so that a printed config reads back)."""
+
+    leader_port: str | None = flag(None, "a real arm's leader serial port", hidden=True)
+    leader_id: str | None = flag(None, "the leader's calibration name", hidden=True)
+
+
 def calibrations_folder(calibration_dir: str | None) -> str:
     return calibration_dir or str(DEFAULT_CALIBRATION_DIR)
-
-
-def add_robot_flags(parser: argparse.ArgumentParser, *, leader: bool = True) -> None:
-    """`RobotConfig`'s flags. `leader=False`, a job that drives the follower only: the leader's
-    flags are hidden from --help (still read, so that a printed config reads back)."""
-
-    def leader_help(text: str) -> str:
-        return text if leader else argparse.SUPPRESS
-
-    parser.add_argument("--follower-port", default=None, help="a real arm's follower serial port")
-    parser.add_argument(
-        "--leader-port", default=None, help=leader_help("a real arm's leader serial port")
-    )
-    parser.add_argument("--follower-id", default=None, help="the follower's calibration name")
-    parser.add_argument(
-        "--leader-id", default=None, help=leader_help("the leader's calibration name")
-    )
-    add_calibration_dir_flag(parser)
-    parser.add_argument(
-        "--camera",
-        action="append",
-        default=[],
-        metavar="NAME=SOURCE",
-        help="a real arm's OpenCV camera: front=0, wrist=/dev/video2 (repeatable)",
-    )
-
-
-def add_calibration_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--calibration-dir",
-        default=None,
-        help=f"the arms' calibrations, one JSON file per arm id (unset: {DEFAULT_CALIBRATION_DIR})",
-    )
 
 
 def camera_sources(values: Iterable[str]) -> dict[str, int | str]:
@@ -99,47 +84,60 @@ def camera_sources(values: Iterable[str]) -> dict[str, int | str]:
 
 # --------------------------------------------------------------------------- `flywheel robot`
 
+SIM_TASK_HELP = "the simulated task"
+
 
 @dataclass
-class PingConfig:
+class PingConfig(FlagConfig):
     """`flywheel robot ping`: handshake with every servo of an arm and read its joints."""
 
-    port: str | None = None  # None: an emulated arm
-    sim: bool = False
-    arm_id: str | None = None  # the calibration to read the joints with
-    calibration_dir: str | None = None
+    port: str | None = flag(None, "serial port (unset: an emulated arm)")
+    sim: bool = flag(False, "an emulated arm (without --port)")
+    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)
+    arm_id: str | None = flag(None, "name of the arm's calibration")
 
 
 @dataclass
-class CalibrateConfig:
+class CalibrateConfig(FlagConfig):
     """`flywheel robot calibrate`: record an arm's homing offsets and ranges."""
 
-    arm_id: str  # the name to save the calibration under
-    port: str | None = None  # None: an emulated arm
-    sim: bool = False
-    leader: bool = False  # (emulated) calibrate the leader
-    calibration_dir: str | None = None
+    arm_id: str = flag(help="name to save the calibration under")
+    port: str | None = flag(None, "serial port (unset: an emulated arm)")
+    sim: bool = flag(False, "an emulated arm (without --port)")
+    leader: bool = flag(False, "(--sim) calibrate the leader")
+    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)
 
 
 @dataclass
-class TeleopConfig:
+class TeleopConfig(FlagConfig):
     """`flywheel robot teleop`: drive the follower from the leader and record episodes."""
 
-    out: str
-    robot: RobotConfig = field(default_factory=RobotConfig)
-    fps: float = 30.0
-    episodes: int = 1
-    episode_time: float = 30.0  # seconds per episode
-    task: str | None = None  # None with the emulated arms: the simulated task's text
-    max_step: float = 10.0  # largest follower move per tick (degrees)
-    steps_after_success: int = 0
-    sim: bool = False  # the emulated arms (the default without ports)
-    sim_task: str = DEFAULT_TASK
-    seed: int = 0
-    image_size: int = 128
-    vcodec: str | None = None
-    format: str | None = None  # None: V21 for a new dataset, the dataset's when appending
-    ray_address: str | None = None
+    out: str = flag(help="LeRobot v2.1 dataset folder (created, or appended to)", positional=True)
+    robot: RobotConfig = section(RobotConfig)
+    fps: float = flag(30.0, "control and recording rate")
+    episodes: int = flag(1, "episodes to record")
+    episode_time: float = flag(30.0, "seconds per episode")
+    task: str | None = flag(
+        None, "what the episodes do (unset with --sim: the simulated task's text)"
+    )
+    max_step: float = flag(10.0, "largest follower move per tick (degrees)")
+    steps_after_success: int = flag(
+        0, "record N more frames after the success key (reward 1 on them)", metavar="N"
+    )
+    sim: bool = flag(False, "emulated arms (the default without ports)")
+    sim_task: str = flag(DEFAULT_TASK, "(--sim) " + SIM_TASK_HELP, choices=TASK_NAMES)
+    seed: int = flag(0, "(--sim) the simulated world's seed")
+    image_size: int = flag(128, "(--sim) camera image size")
+    vcodec: str | None = flag(
+        None,
+        "video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4; "
+        "appending keeps the dataset's",
+    )
+    format: str | None = flag(  # None: V21 for a new dataset, the dataset's when appending
+        None,
+        "LeRobot layout of a new dataset: v2.1 (unset) or v3.0; appending keeps the dataset's",
+    )
+    ray_address: str | None = flag(None, "a Ray cluster to join (unset: local)")
 
     @property
     def emulated(self) -> bool:
@@ -147,9 +145,11 @@ class TeleopConfig:
 
 
 @dataclass
-class EmulateConfig:
+class EmulateConfig(FlagConfig):
     """`flywheel robot emulate`: start emulated follower and leader arms; print their ports."""
 
-    sim_task: str = DEFAULT_TASK
-    seed: int = 0
-    hand: str = "none"  # none | expert: move the leader like an expert operator would
+    sim_task: str = flag(DEFAULT_TASK, SIM_TASK_HELP, choices=TASK_NAMES)
+    seed: int = flag(0, "the simulated world's seed")
+    hand: str = flag(
+        "none", "move the leader like an expert operator would", choices=["none", "expert"]
+    )

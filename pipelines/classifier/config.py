@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipelines.runtime.checkpoints import register_kind
-from pipelines.runtime.flags import FlagConfig
+from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.runtime.run_config import RunConfig
+from pipelines.vision.encoders import spatial_encoders
 
 KIND = register_kind("classifier", "flywheel train-classifier")
 
@@ -16,21 +17,33 @@ class ClassifierRunConfig(RunConfig):
     """train-classifier's run section (its defaults)."""
 
     steps: int = 2000
-    batch_size: int = 32  # frames per worker per step
-    checkpoint_every: int = 500
-    holdout: float = 0.2
+    batch_size: int = flag(32, "frames per worker per step")
+    name: str | None = flag(None, "run name; unset: classifier-<encoder>")
 
 
 @dataclass
 class ClassifierTrainConfig(FlagConfig):
-    dataset: str
-    labels: str | None = None  # a success-frames CSV; None: the dataset's next.reward
-    encoder: str = "small_convnet"
-    image_size: int = 128
-    shift: int = 4  # random-shift padding in pixels
-    weight_decay: float = 0.01
-    min_precision: float | None = None  # None: the threshold of best F1
-    run: ClassifierRunConfig = field(default_factory=ClassifierRunConfig)
+    dataset: str = flag(help="a LeRobot dataset", positional=True)
+    labels: str | None = flag(
+        None,
+        "success-frames CSV (episode,success_start,env_reset_start[,success_ranges]); "
+        "unset: the dataset's next.reward",
+        metavar="CSV",
+    )
+    encoder: str = flag(
+        "small_convnet",
+        "image encoder (small_convnet: fast on CPUs; resnet10 for GPUs)",
+        choices=spatial_encoders(),
+    )
+    image_size: int = flag(128, "the model's input size in pixels")
+    shift: int = flag(4, "random-shift padding in pixels")
+    weight_decay: float = flag(0.01, "AdamW weight decay")
+    min_precision: float | None = flag(
+        None,
+        "choose the lowest threshold with validation precision >= P; unset: best F1",
+        metavar="P",
+    )
+    run: ClassifierRunConfig = section(ClassifierRunConfig)
 
     @property
     def run_name(self) -> str:

@@ -7,8 +7,7 @@
   dataset does.
 * `balanced_indices`: class-balanced sampling (half the batch success frames, half failure),
   as hil-serl samples its classifier's data; with only one class present, that class.
-* `random_shift`: DrQ's augmentation, every image padded by `pad` pixels (edge pixels
-  repeated) and cropped back at a random offset, each camera on its own.
+* augmentation is `pipelines.vision.images.random_shift` (DrQ's), shared with the policy.
 """
 
 from __future__ import annotations
@@ -95,18 +94,3 @@ def balanced_indices(labels: np.ndarray, batch: int, rng: np.random.Generator) -
         return rng.choice(pool, size=batch)
     half = batch // 2 + (rng.random() < 0.5 if batch % 2 else 0)
     return np.concatenate([rng.choice(pos, size=half), rng.choice(neg, size=batch - half)])
-
-
-def random_shift(images: np.ndarray, pad: int, rng: np.random.Generator) -> np.ndarray:
-    """Random-shift augmentation of N x C x S x S x 3 uint8 images (a new array)."""
-    if pad <= 0:
-        return images.copy()
-    n, c, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    dy = rng.integers(0, 2 * pad + 1, size=(n, c))
-    dx = rng.integers(0, 2 * pad + 1, size=(n, c))
-    out = np.empty_like(images)
-    for i in range(n):
-        for j in range(c):
-            out[i, j] = padded[i, j, dy[i, j] : dy[i, j] + h, dx[i, j] : dx[i, j] + w]
-    return out

@@ -36,7 +36,6 @@ from pipelines.classifier.data import (
     Frames,
     balanced_indices,
     load_frames,
-    random_shift,
     shard_episodes,
 )
 from pipelines.classifier.labels import EpisodeLabels, read_labels
@@ -52,6 +51,7 @@ from pipelines.runtime.run_config import check_run
 from pipelines.runtime.schedule import split_episodes
 from pipelines.runtime.tracking import check_tracking_uri
 from pipelines.runtime.training import Trainer, TrainingResult, run_training
+from pipelines.vision.images import random_shift
 
 
 @dataclass

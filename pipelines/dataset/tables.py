@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.dataset.atomic import _durable, replace_durably, temp_path_for
+from pipelines.dataset.atomic import replace_durably, staging
 from pipelines.dataset.errors import DatasetError, one_line
 
 # Columns every LeRobot frame has.
@@ -18,23 +18,25 @@ STANDARD_COLUMNS = ("timestamp", "frame_index", "episode_index", "index", "task_
 
 # Columns beyond LeRobot's standard ones that Flywheel reads, writes and validates.
 # dtype/shape follow LeRobot's feature convention (shape [1] for scalars).
-KNOWN_FEATURES: dict[str, dict] = {
+_SCALARS = {
     # Stage-advantage pipeline (seed 004).
-    "progress": {"dtype": "float32", "shape": [1], "names": None},
-    "stage_progress_gt": {"dtype": "float32", "shape": [1], "names": None},
-    "progress_gt": {"dtype": "float32", "shape": [1], "names": None},
-    "absolute_advantage": {"dtype": "float32", "shape": [1], "names": None},
-    "relative_advantage": {"dtype": "float32", "shape": [1], "names": None},
-    "absolute_value": {"dtype": "float32", "shape": [1], "names": None},
-    # Action-selection logging (seed 000).
-    "action_propensity": {"dtype": "float32", "shape": [1], "names": None},
-    "selector_mode": {"dtype": "string", "shape": [1], "names": None},
-    "approval_status": {"dtype": "string", "shape": [1], "names": None},
-    # RECAP (seed 003) and HIL-SERL (seed 001).
-    "data_type": {"dtype": "string", "shape": [1], "names": None},
-    "next.reward": {"dtype": "float32", "shape": [1], "names": None},
-    "next.done": {"dtype": "bool", "shape": [1], "names": None},
-    "complementary_info.is_intervention": {"dtype": "bool", "shape": [1], "names": None},
+    "float32": (
+        "progress",
+        "stage_progress_gt",
+        "progress_gt",
+        "absolute_advantage",
+        "relative_advantage",
+        "absolute_value",
+        "action_propensity",  # action-selection logging (seed 000)
+        "next.reward",  # RECAP (seed 003) and HIL-SERL (seed 001)
+    ),
+    "string": ("selector_mode", "approval_status", "data_type"),
+    "bool": ("next.done", "complementary_info.is_intervention"),
+}
+KNOWN_FEATURES: dict[str, dict] = {
+    name: {"dtype": dtype, "shape": [1], "names": None}
+    for dtype, names in _SCALARS.items()
+    for name in names
 }
 
 # Closed vocabularies of the string columns above.
@@ -66,19 +68,11 @@ def write_parquet_temp(path: str | os.PathLike, table: pa.Table) -> Path:
 
     `replace_durably(tmp, path)` puts it in place; `write_parquet` does both.
     """
-    tmp = temp_path_for(path)
-    try:
-        discrete = _discrete_columns(table.schema)
-        with open(tmp, "wb") as f:
-            pq.write_table(
-                table, f, compression="snappy", use_dictionary=discrete, write_statistics=discrete
-            )
-            f.flush()
-            if _durable():
-                os.fsync(f.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    discrete = _discrete_columns(table.schema)
+    with staging(path, "wb") as (f, tmp):
+        pq.write_table(
+            table, f, compression="snappy", use_dictionary=discrete, write_statistics=discrete
+        )
     return tmp
 
 

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipelines.runtime.checkpoints import register_kind
-from pipelines.runtime.flags import FlagConfig
+from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.runtime.run_config import RunConfig
+from pipelines.vision.encoders import ENCODERS
 
 KIND = register_kind("estimator", "flywheel train-estimator")
+VARIANTS = ("kai0", "pi06")  # two frames (kai0) or one (pi06)
 
 
 @dataclass
@@ -17,18 +19,18 @@ class EstimatorRunConfig(RunConfig):
     """train-estimator's run section (its defaults)."""
 
     steps: int = 1000
-    batch_size: int = 32  # pairs per worker per step
+    batch_size: int = flag(32, "pairs per worker per step")
     checkpoint_every: int = 200
-    holdout: float = 0.2
+    name: str | None = flag(None, "run name; unset: estimator-<variant>")
 
 
 @dataclass
 class EstimatorTrainConfig(FlagConfig):
-    dataset: str
-    variant: str = "kai0"
-    image_size: int = 64
-    encoder: str = "resnet_small"
-    run: EstimatorRunConfig = field(default_factory=EstimatorRunConfig)
+    dataset: str = flag(help="a LeRobot dataset with stage_progress_gt", positional=True)
+    variant: str = flag("kai0", "two frames or one", choices=VARIANTS)
+    image_size: int = flag(64, "the model's input size in pixels")
+    encoder: str = flag("resnet_small", "image encoder", choices=sorted(ENCODERS))
+    run: EstimatorRunConfig = section(EstimatorRunConfig)
 
     @property
     def run_name(self) -> str:
@@ -37,10 +39,10 @@ class EstimatorTrainConfig(FlagConfig):
 
 @dataclass
 class EstimateConfig(FlagConfig):
-    dataset: str
-    checkpoint: str
-    batch_size: int = 64
-    replicas: int | None = None  # default: one per GPU, else one per CPU
-    gpus_per_replica: float | None = None  # default: 1 when the cluster has GPUs
-    data_dir: str = "data"
-    ray_address: str | None = None
+    dataset: str = flag(help="a LeRobot dataset (the output is written into it)", positional=True)
+    checkpoint: str = flag(help="a checkpoint folder of train-estimator")
+    batch_size: int = flag(64, "frames per encoder batch")
+    replicas: int | None = flag(None, "model replicas (actors); unset: one per GPU, else per CPU")
+    gpus_per_replica: float | None = flag(None, "unset: 1 when the cluster has GPUs")
+    data_dir: str = flag("data", "episode files to read")
+    ray_address: str | None = flag(None, "the Ray cluster; unset: a local one")

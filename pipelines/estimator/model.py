@@ -21,11 +21,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from pipelines.estimator.config import KIND
+from pipelines.estimator.config import KIND, VARIANTS
 from pipelines.runtime.checkpoints import load_state, read_meta
 from pipelines.vision.encoders import ENCODERS
-
-VARIANTS = ("kai0", "pi06")
 
 
 @dataclass

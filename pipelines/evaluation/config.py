@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipelines.dataset import DatasetError
+from pipelines.runtime.flags import FlagConfig, flag
 from pipelines.simulator.env import SO101Env
 from pipelines.simulator.tasks import DEFAULT_TASK
 
@@ -39,21 +40,30 @@ class ArmOptions:
 
 
 @dataclass
-class EvalConfig:
-    checkpoint: str
-    episodes: int = 100
-    seed: int = 0
-    prompt: str = "positive"
-    cfg_scale: float = 1.0
-    n_action_steps: int | None = None
-    compare: list[str] = field(default_factory=list)
-    report: str | None = None
-    videos: int = 2
-    one_process: bool = False
+class EvalConfig(FlagConfig):
+    checkpoint: str = flag(help="a checkpoint folder or controller:<name>", positional=True)
+    episodes: int = flag(100, "episodes per arm")
+    seed: int = flag(0, "seeds --seed .. --seed + episodes - 1")
+    prompt: str = flag(
+        "positive", "positive, negative, none (the bare task) or a task text of the policy"
+    )
+    cfg_scale: float = flag(1.0, "classifier-free guidance beta (1: the prompt alone)")
+    n_action_steps: int | None = flag(
+        None, "actions executed per prediction (default: the checkpoint's)"
+    )
+    compare: list[str] = flag(
+        default_factory=list,
+        help="another arm, SOURCE[#prompt=P][#cfg=B][#steps=N][#name=X] (repeatable)",
+        metavar="ARM",
+        append=True,
+    )
+    report: str | None = flag(None, "write the report as JSON here")
+    videos: int = flag(2, "episodes per arm filmed for MLflow")
+    one_process: bool = flag(False, "run without Ray, in this process")
     groups_per_cpu: int = 2
-    ray_address: str | None = None
-    mlflow: bool = True
-    name: str | None = None
+    name: str | None = flag(None, "the first arm's name (and the MLflow run's)")
+    ray_address: str | None = flag(None, "the Ray cluster (default: local)")
+    mlflow: bool = flag(True, "do not log an MLflow run")
 
 
 def parse_arm(spec: str) -> tuple[str, ArmOptions]:

@@ -44,21 +44,7 @@ from pipelines.policy.weighting import (
     soft_update,
     weight_stats,
 )
-
-
-def random_shift(images: np.ndarray, rng: np.random.Generator, pad: int) -> np.ndarray:
-    """Shift each image (B x C x S x S x 3) by up to `pad` pixels, edges repeated."""
-    if pad <= 0:
-        return images
-    b, c, s = images.shape[:3]
-    padded = np.pad(images, ((0, 0), (0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    dy = rng.integers(0, 2 * pad + 1, size=(b, c))
-    dx = rng.integers(0, 2 * pad + 1, size=(b, c))
-    out = np.empty_like(images)
-    for i in range(b):
-        for j in range(c):
-            out[i, j] = padded[i, j, dy[i, j] : dy[i, j] + s, dx[i, j] : dx[i, j] + s]
-    return out
+from pipelines.vision.images import random_shift
 
 
 def make_batch(
@@ -81,7 +67,7 @@ def make_batch(
     idx, is_pad = chunk_indices(frames, ends, delta_timestamps(chunk_size, config.fps), config.fps)
     images = store.images[frames]
     if config.augment:
-        images = random_shift(images, rng, max(1, images.shape[2] // 16))
+        images = random_shift(images, max(1, images.shape[2] // 16), rng)
     rows = prompt_rows(
         store.task_index[frames], prompts, config.conditioning, config.indicator_dropout, rng
     )

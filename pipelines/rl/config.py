@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from pipelines.runtime.checkpoints import register_kind
+from pipelines.runtime.flags import flag
 
 KIND = register_kind("hilserl", "flywheel hilserl")  # a HIL-SERL learner's checkpoints
 ENCODER_MODES = ("drqv2", "frozen")
@@ -81,15 +82,17 @@ class AgentConfig:
 class AgentHyperparameters:
     """The agent's flags: its sizes, optimizer, exploration and BC term."""
 
-    frame_stack: int = 1
-    hidden_dim: int | None = None  # None: 1024 (DrQ-v2) on a GPU, 256 on CPUs
-    feature_dim: int = 50
-    lr: float = 1e-4
-    bc_weight: float = 0.5
-    bc_on: str = "interventions"  # interventions | interventions+demos
-    utd_ratio: int = 1  # critic updates per actor update
-    stddev_schedule: str = "linear(0.2,0.05,5000)"
-    clip_target_q: bool = False
+    frame_stack: int = flag(1, "frames the agent sees at once")
+    hidden_dim: int | None = flag(None, "MLP width; unset: 1024 on a GPU, 256 on CPUs")
+    feature_dim: int = flag(50, "the trunks' feature size")
+    lr: float = flag(1e-4, "Adam's learning rate")
+    bc_weight: float = flag(0.5, "the BC term's weight")
+    bc_on: str = flag("interventions", "interventions|interventions+demos")
+    utd_ratio: int = flag(1, "critic updates per actor update")
+    stddev_schedule: str = flag(
+        "linear(0.2,0.05,5000)", "exploration noise: a number or linear(init,final,steps)"
+    )
+    clip_target_q: bool = flag(False, "clip the critic's target to the Q bound")
 
     def agent_config(self, hidden_dim: int, **resolved) -> AgentConfig:
         """The agent with these hyperparameters, `hidden_dim` resolved, and what the run

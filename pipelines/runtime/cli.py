@@ -20,7 +20,8 @@ import dataclasses
 import enum
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import yaml
 from pipelines.dataset import DatasetError
 from pipelines.dataset.errors import one_line
 from pipelines.runtime.cluster import ClusterError
-from pipelines.runtime.flags import is_flag_field, uses_flags
+from pipelines.runtime.flags import add_flags, is_flag_field, uses_flags
 from pipelines.runtime.tracking import TrackingError
 
 _OWN = ("config", "print_config", "help")
@@ -176,10 +177,14 @@ class JobParser(argparse.ArgumentParser):
             return value
         if value is None:
             return None
-        if action.nargs in ("*", "+") or isinstance(value, list):
-            if not isinstance(value, list):
-                value = [value]
-            return [self._one(path, key, action, v) for v in value]
+        many = action.nargs in ("*", "+") or isinstance(action, argparse._AppendAction)
+        if many:
+            return [
+                self._one(path, key, action, v)
+                for v in (value if isinstance(value, list) else [value])
+            ]
+        if isinstance(value, list):  # one flag value written as a list: "3,17,40"
+            value = ",".join(str(v) for v in value)
         return self._one(path, key, action, value)
 
     def _one(self, path: str, key: str, action: argparse.Action, value: Any) -> Any:
@@ -285,3 +290,54 @@ def run_job(run: Callable, cfg, prog: str, errors: tuple[type[BaseException], ..
             raise
         print(f"{prog}: error: {one_line(cause)}", file=sys.stderr)
         return None
+
+
+def job_parser(prog: str, doc: str, config: type, skip: tuple[str, ...] = ()) -> JobParser:
+    """A job's parser: its docstring's first paragraph, and its config's flags."""
+    parser = JobParser(prog=prog, description=doc.split("\n\n")[0])
+    add_flags(parser, config, skip=skip)
+    return parser
+
+
+def job_main(
+    argv: Sequence[str] | None,
+    prog: str,
+    parser: JobParser,
+    config: type,
+    run: Callable,
+    report: Callable[[Any, Any], Iterable[str]],
+    errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Every job's `main`: flags (and `--config`) -> config -> `run(config)` -> the lines
+    `report(config, result)` gives on stdout, exit 0; a user's mistake is one line, exit 2."""
+    cfg = parser.parse_config(argv, config.from_flags)
+    result = run_job(run, cfg, prog, errors)
+    if result is None:
+        return 2
+    for line in report(cfg, result):
+        print(line)
+    return 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job's command line in one place: its parser (the config's flags) and its `main`.
+
+    A job module says `JOB = Job("label", __doc__, TheConfig, run, report)` and exposes
+    `build_parser = JOB.build_parser` and `main = JOB.main` (what `flywheel <job>` calls).
+    """
+
+    name: str  # the subcommand: `flywheel <name>`
+    doc: str
+    config: type
+    run: Callable
+    report: Callable[[Any, Any], Iterable[str]]
+    errors: tuple[type[BaseException], ...] = ()
+
+    def build_parser(self, prog: str) -> JobParser:
+        return job_parser(prog, self.doc, self.config)
+
+    def main(self, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+        prog = prog or f"flywheel {self.name}"
+        parser = self.build_parser(prog)
+        return job_main(argv, prog, parser, self.config, self.run, self.report, self.errors)

@@ -46,7 +46,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, data: bo
     # sets RAY_JOB_CONFIG_JSON_ENV_VAR for it (not RAY_JOB_ID), so nothing is shipped again.
     in_job = os.environ.get("RAY_JOB_ID") or os.environ.get(_JOB_CONFIG_VAR)
     if address and not in_job:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # the repository
         kwargs["runtime_env"] = {
             "py_modules": [str(root / p) for p in _PACKAGES if (root / p).is_dir()]
         }

@@ -15,7 +15,8 @@
 (a section's fields under its title), each with its help, type, choices and default;
 `config_from_flags(PolicyTrainConfig, args)` (or `PolicyTrainConfig.from_flags(...)`) builds the
 nested config back from the parsed values. A bool field is a switch: `--<name>` when it
-defaults to False, `--no-<name>` when it defaults to True. A field without `flag()` is not a
+defaults to False, `--no-<name>` when it defaults to True, both with `both=True`; `append=True`
+makes a list field's flag repeatable (`--camera A --camera B`). A field without `flag()` is not a
 flag (a value the job derives), and `--print-config` leaves it out.
 
 A subclass may give a field another default without repeating its help: `steps: int = 1000`
@@ -44,6 +45,8 @@ class Flag:
     option: str | None = None  # the flag's name when it is not the field's
     nargs: str | None = None
     hidden: bool = False  # read (from flags or --config) but not shown in --help
+    append: bool = False  # repeatable: each use adds one value to the list
+    both: bool = False  # a switch with both forms, --x and --no-x
 
 
 def flag(
@@ -58,8 +61,11 @@ def flag(
     option: str | None = None,
     nargs: str | None = None,
     hidden: bool = False,
+    append: bool = False,
+    both: bool = False,
 ):
-    """A config field that is also a command-line flag (module docstring)."""
+    """A config field that is also a command-line flag (module docstring); `append`: a
+    repeatable flag whose uses collect into the field's list."""
     spec = Flag(
         help,
         tuple(choices) if choices is not None else None,
@@ -69,6 +75,8 @@ def flag(
         option,
         nargs,
         hidden,
+        append,
+        both,
     )
     return field(default=default, default_factory=default_factory, metadata={FLAG: spec})
 
@@ -150,7 +158,15 @@ def _add(parser, f: dataclasses.Field, kind: Any, spec: Flag) -> None:
         parser.add_argument(f.name, **kwargs)
         return
     if kind is bool and spec.type is None:
-        if default is True:
+        if spec.both:
+            parser.add_argument(
+                f"--{name}",
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=default,
+                help=help_text,
+            )
+        elif default is True:
             parser.add_argument(
                 f"--no-{name}", dest=f"no_{f.name}", action="store_true", help=help_text
             )
@@ -169,9 +185,12 @@ def _add(parser, f: dataclasses.Field, kind: Any, spec: Flag) -> None:
         kwargs["choices"] = spec.choices
     if spec.metavar:
         kwargs["metavar"] = spec.metavar
-    if spec.nargs:
+    if spec.append:
+        kwargs["action"] = "append"
+        kwargs["default"] = argparse.SUPPRESS  # unset: the field's default (an empty list)
+    elif spec.nargs:
         kwargs["nargs"] = spec.nargs
-    elif kind is list:
+    elif kind is list and spec.type is None:
         kwargs["nargs"] = "*"
     parser.add_argument(f"--{name}", **kwargs)
 
@@ -206,6 +225,9 @@ def config_from_flags(cls, ns: argparse.Namespace | dict, **given):
         if dataclasses.is_dataclass(kind):
             kwargs[f.name] = config_from_flags(kind, values)
         elif f.name in values:
+            spec = flag_spec(cls, f.name)
+            if values[f.name] is None and spec is not None and spec.append:
+                continue  # a repeatable flag not given: the field's default
             kwargs[f.name] = values[f.name]
         elif f"no_{f.name}" in values:
             kwargs[f.name] = not values[f"no_{f.name}"]
@@ -239,3 +261,8 @@ def _field_names(cls) -> set[str]:
         else:
             names.add(f.name)
     return names
+
+
+def below_minimum(bounds) -> list[str]:
+    """`--flag VALUE: at least LEAST` for each (flag, value, least) whose value is below it."""
+    return [f"{flag} {value}: at least {least}" for flag, value, least in bounds if value < least]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pipelines.dataset import DatasetError
 from pipelines.runtime.cluster import check_job_output
-from pipelines.runtime.flags import add_flags, flag
+from pipelines.runtime.flags import add_flags, below_minimum, flag
 
 
 @dataclass
@@ -46,16 +46,18 @@ def add_run_flags(parser, defaults: RunConfig, **_ignored) -> None:
 
 def check_run(run: RunConfig, min_batch: int = 1) -> None:
     """A one-line DatasetError for a run section that cannot run."""
-    for name, value, low in (
-        ("--workers", run.workers, 1),
-        ("--steps", run.steps, 1),
-        ("--batch-size", run.batch_size, min_batch),
-        ("--checkpoint-every", run.checkpoint_every, 1),
-        ("--gpus-per-worker", run.gpus_per_worker, 0),
-        ("--cpus-per-worker", run.cpus_per_worker or 1, 1),
-    ):
-        if value < low:
-            raise DatasetError(f"{name} {value}: at least {low}")
+    small = below_minimum(
+        [
+            ("--workers", run.workers, 1),
+            ("--steps", run.steps, 1),
+            ("--batch-size", run.batch_size, min_batch),
+            ("--checkpoint-every", run.checkpoint_every, 1),
+            ("--gpus-per-worker", run.gpus_per_worker, 0),
+            ("--cpus-per-worker", run.cpus_per_worker or 1, 1),
+        ]
+    )
+    if small:
+        raise DatasetError(small[0])
     if not run.lr > 0:
         raise DatasetError(f"--lr {run.lr}: must be positive")
     if run.max_failures < -1:

@@ -336,12 +336,11 @@ class TrainingResult:
     meta: dict = field(default_factory=dict, repr=False)
 
 
-def already_trained(result: TrainingResult, run_name: str, steps: int) -> bool:
-    """Print that `run_name` was finished already (a job's output), and say whether it was."""
-    if result.metrics.get("resumed_from") != result.step:
-        return False
-    print(f"{run_name} is already trained to step {result.step} (--steps {steps})")
-    return True
+def training_summary(result: TrainingResult, run_name: str, steps: int, done: str) -> str:
+    """A training job's first line: `done`, or that `run_name` was trained to `steps` already."""
+    if result.metrics.get("resumed_from") == result.step:
+        return f"{run_name} is already trained to step {result.step} (--steps {steps})"
+    return done
 
 
 ResumeCheck = tuple[str, dict, dict | None]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pipelines.runtime.checkpoints import register_kind
-from pipelines.runtime.flags import FlagConfig
+from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.runtime.run_config import RunConfig
 
 KIND = register_kind("selector", "flywheel train-selector")
@@ -17,19 +17,19 @@ class SelectorRunConfig(RunConfig):
 
     workers: int = 1
     steps: int = 1000
-    batch_size: int = 64  # attempts per worker per step
-    checkpoint_every: int = 500
-    holdout: float = 0.2
+    batch_size: int = flag(64, "attempts per worker per step")
     name: str | None = "selector"
 
 
 @dataclass
 class SelectorTrainConfig(FlagConfig):
-    dataset: str
-    image_size: int = 32
-    encoder: str = "small_convnet"
-    cameras: str | None = None  # comma-separated; default: every camera
-    run: SelectorRunConfig = field(default_factory=SelectorRunConfig)
+    dataset: str = flag(
+        help="a dataset of flywheel collect (with approval_status)", positional=True
+    )
+    image_size: int = flag(32, "the model's input size in pixels")
+    encoder: str = flag("small_convnet", "an encoder of pipelines.vision.encoders")
+    cameras: str | None = flag(None, "comma-separated cameras; unset: all")
+    run: SelectorRunConfig = section(SelectorRunConfig)
 
     @property
     def run_name(self) -> str:

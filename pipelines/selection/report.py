@@ -24,18 +24,21 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.dataset import DatasetError, atomic_write_bytes, atomic_write_json
+from pipelines.runtime.flags import FlagConfig, flag
 from pipelines.selection.propensity import COLLECT_META, collection_id_of, log_path, read_log
 from pipelines.selection.report_plots import report_plots
 
 
 @dataclass
-class PropensityReportConfig:
-    datasets: list[str]
-    out: str | None = None  # None: <first dataset>_propensity_report beside it
-    low: float = 0.1  # the low-propensity threshold
-    bins: int = 20  # the histogram's bins over [0, 1]
-    examples: int = 20  # approved low-propensity examples kept in the report
-    plots: bool = True
+class PropensityReportConfig(FlagConfig):
+    datasets: list[str] = flag(
+        help="collected datasets", positional=True, nargs="+", metavar="DATASET"
+    )
+    out: str | None = flag(None, "report folder (unset: <DATASET>_propensity_report)")
+    low: float = flag(0.1, "low-propensity threshold")
+    bins: int = flag(20, "the propensity histogram's bins")  # over [0, 1]
+    examples: int = flag(20, "approved low-propensity examples")  # kept in the report
+    plots: bool = flag(True, "write report.json only, no PNGs")  # the flag is --no-plots
 
     @property
     def out_dir(self) -> Path:

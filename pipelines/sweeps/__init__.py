@@ -9,7 +9,7 @@ resources.py the concurrency, report.py the table, CSV and plot.
 
 from pipelines.sweeps.config import SweepConfig, TrialSettings, TuneSettings, read_config_file
 from pipelines.sweeps.driver import SweepResult, run
-from pipelines.sweeps.flags import config_from_args
+from pipelines.sweeps.flags import add_sweep_flags, config_from_args
 from pipelines.sweeps.hilserl_sweep import HilserlRunner, HilserlSweep
 from pipelines.sweeps.kind import SweepKind
 from pipelines.sweeps.kinds import KINDS, check_config, check_spec, kind_named, trial_needs
@@ -27,6 +27,7 @@ __all__ = [
     "SweepResult",
     "TrialSettings",
     "TuneSettings",
+    "add_sweep_flags",
     "best_row",
     "check_config",
     "check_spec",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from pipelines.dataset import DatasetError
+from pipelines.runtime.flags import flag, flag_spec, section
 from pipelines.sweeps.space import parse_values
 
 
@@ -16,15 +19,17 @@ from pipelines.sweeps.space import parse_values
 class TrialSettings:
     """Every trial's budget: awbc's train-policy and eval-policy settings (hilserl: the eval)."""
 
-    steps: int = 300
-    checkpoint_every: int | None = None  # default: steps / 5 (each report a Tune iteration)
-    workers: int = 1
-    cpus_per_worker: int = 1
-    gpus_per_worker: float = 0.0
-    batch_size: int = 32
-    image_size: int = 64
-    eval_episodes: int = 20
-    eval_seed: int = 1000
+    steps: int = flag(300, "training steps per trial")
+    checkpoint_every: int | None = flag(  # each report a Tune iteration
+        None, "steps between reports (default: steps / 5)"
+    )
+    workers: int = flag(1, "DDP workers per trial")
+    cpus_per_worker: int = flag(1, "CPUs of each worker")
+    gpus_per_worker: float = flag(0.0, "GPUs of each worker")
+    batch_size: int = flag(32, "batch size")
+    image_size: int = flag(64, "image size")
+    eval_episodes: int = flag(20, "evaluation episodes per trial")
+    eval_seed: int = flag(1000, "first evaluation seed, every trial's")
 
     @property
     def every(self) -> int:
@@ -35,24 +40,40 @@ class TrialSettings:
 class TuneSettings:
     """Ray Tune's: how many trials at once, ASHA's grace period and reduction factor."""
 
-    max_concurrent_trials: int | None = None  # default: what the cluster holds
-    grace_period: int = 1
-    reduction_factor: int = 3
+    max_concurrent_trials: int | None = flag(None, "default: the cluster")
+    grace_period: int = flag(1, "ASHA's")
+    reduction_factor: int = flag(3, "ASHA's")
+
+
+# Fields the sweep file sets (`space` also the parameters' flags), no flag of their own: their
+# `flag()` (hidden, skipped by `add_flags`) makes `--print-config` print them.
+FILE_ONLY = ("space", "hilserl")
 
 
 @dataclass
 class SweepConfig:
-    kind: str = ""
-    inputs: list[str] = field(default_factory=list)
-    space: dict[str, list] = field(default_factory=dict)
-    name: str | None = None
-    storage: str = "flywheel-runs"
-    ray_address: str | None = None
-    mlflow: bool = True
-    trial: TrialSettings = field(default_factory=TrialSettings)
-    tune: TuneSettings = field(default_factory=TuneSettings)
-    # hilserl: options of every trial's run (the HIL-SERL job's flag names and values)
-    hilserl: dict = field(default_factory=dict)
+    """`flywheel sweep`'s config. Its flags default to None (`pipelines.sweeps.flags`): a flag
+    given overrides the sweep file, whose values override these defaults."""
+
+    kind: str = flag(help="what to sweep: awbc, reward-threshold, hilserl", positional=True)
+    inputs: list[str] = flag(
+        default_factory=list,
+        help="awbc: DATASET; reward-threshold: CHECKPOINT DATASET; hilserl: none",
+        positional=True,
+        nargs="*",
+    )
+    space: dict[str, list] = flag(default_factory=dict, help="the swept values", hidden=True)
+    name: str | None = flag(None, "the sweep's name (default sweep-<kind>)")
+    storage: str = flag("flywheel-runs", "where sweeps go")
+    ray_address: str | None = flag(None, "a Ray cluster (default: start one)")
+    mlflow: bool = flag(True, "log nothing to MLflow")
+    trial: TrialSettings = section(
+        TrialSettings, "every trial (awbc: train-policy and eval-policy settings)"
+    )
+    tune: TuneSettings = section(TuneSettings, "Tune")
+    hilserl: dict = flag(  # the HIL-SERL job's flag names and values
+        default_factory=dict, help="hilserl: options of every trial's run", hidden=True
+    )
 
     @property
     def sweep_name(self) -> str:
@@ -63,26 +84,28 @@ class SweepConfig:
         return Path(self.storage).resolve() / "sweeps" / self.sweep_name
 
 
+def _options(cls: type = SweepConfig) -> dict[str, type]:
+    """name -> value type of every option a sweep file may set besides the swept parameters:
+    the config's flags (its sections' too), without the positionals and switches."""
+    found: dict[str, type] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            found.update(_options(kind))
+            continue
+        spec = flag_spec(cls, f.name)
+        if spec is None or spec.positional or f.name == "space" or kind is bool:
+            continue
+        if type(None) in typing.get_args(kind):  # `int | None`: int
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        found[f.name] = typing.get_origin(kind) or kind
+    return found
+
+
 # Options a --config YAML may set besides the swept parameters (the flags' names; each the
 # field of that name in SweepConfig or one of its sections).
-OPTIONS = {
-    "name": str,
-    "storage": str,
-    "steps": int,
-    "checkpoint_every": int,
-    "workers": int,
-    "cpus_per_worker": int,
-    "gpus_per_worker": float,
-    "batch_size": int,
-    "image_size": int,
-    "eval_episodes": int,
-    "eval_seed": int,
-    "hilserl": dict,
-    "max_concurrent_trials": int,
-    "grace_period": int,
-    "reduction_factor": int,
-    "ray_address": str,
-}
+OPTIONS = _options()
 
 
 # The mappings of a printed config (`--print-config`) whose keys count as top-level keys.

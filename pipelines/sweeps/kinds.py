@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipelines.dataset import DatasetError
+from pipelines.runtime.flags import below_minimum
 from pipelines.sweeps.awbc_sweep import AwbcSweep
 from pipelines.sweeps.config import SweepConfig
 from pipelines.sweeps.hilserl_sweep import HilserlSweep
@@ -47,21 +48,23 @@ def check_config(cfg: SweepConfig, kinds: Mapping[str, SweepKind] = KINDS) -> Sw
         if not values:
             raise DatasetError(f"{kind.param(name).flag}: no values")
     t, tune = cfg.trial, cfg.tune
-    for flag, value, low in (
-        ("--steps", t.steps, 1),
-        ("--checkpoint-every", t.every, 1),
-        ("--workers", t.workers, 1),
-        ("--cpus-per-worker", t.cpus_per_worker, 1),
-        ("--batch-size", t.batch_size, 1),
-        ("--eval-episodes", t.eval_episodes, 1),
-        ("--eval-seed", t.eval_seed, 0),
-        ("--grace-period", tune.grace_period, 1),
-        ("--reduction-factor", tune.reduction_factor, 2),
-        ("--max-concurrent-trials", tune.max_concurrent_trials or 1, 1),
-        ("--gpus-per-worker", t.gpus_per_worker, 0),
-    ):
-        if value < low:
-            raise DatasetError(f"{flag} {value}: at least {low}")
+    small = below_minimum(
+        [
+            ("--steps", t.steps, 1),
+            ("--checkpoint-every", t.every, 1),
+            ("--workers", t.workers, 1),
+            ("--cpus-per-worker", t.cpus_per_worker, 1),
+            ("--batch-size", t.batch_size, 1),
+            ("--eval-episodes", t.eval_episodes, 1),
+            ("--eval-seed", t.eval_seed, 0),
+            ("--grace-period", tune.grace_period, 1),
+            ("--reduction-factor", tune.reduction_factor, 2),
+            ("--max-concurrent-trials", tune.max_concurrent_trials or 1, 1),
+            ("--gpus-per-worker", t.gpus_per_worker, 0),
+        ]
+    )
+    if small:
+        raise DatasetError(small[0])
     if not cfg.sweep_name or "/" in cfg.sweep_name or cfg.sweep_name in (".", ".."):
         raise DatasetError(f"--name {cfg.sweep_name!r}: a folder name")
     for label, path in zip(kind.inputs, cfg.inputs, strict=True):

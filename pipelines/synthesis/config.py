@@ -10,6 +10,7 @@ from typing import Protocol
 
 from pipelines.classifier.labels import success_csv_path
 from pipelines.dataset import V21, V30, DatasetError, check_frame_size, resolve_video_codec
+from pipelines.runtime.flags import FlagConfig, flag
 from pipelines.simulator.controllers import CONTROLLERS
 from pipelines.simulator.tasks import DEFAULT_TASK, TASKS
 
@@ -29,20 +30,36 @@ class DatasetLayout(Protocol):
 
 
 @dataclass
-class SynthConfig:
-    out: str
-    episodes: int
-    seed: int = 0
-    task: str = DEFAULT_TASK
-    task_text: str | None = None
-    mix: str = DEFAULT_MIX
-    operator: float = 0.5
-    fps: int = 10
-    image_size: int = 128
-    steps_after_success: int = 0
-    vcodec: str | None = None  # None: av1 where PyAV has SVT-AV1, else h264
-    format: str = V21
-    ray_address: str | None = None
+class SynthConfig(FlagConfig):
+    out: str = flag(help="new dataset folder (must not exist, or be empty)", positional=True)
+    episodes: int = flag(help="episodes to roll out")
+    seed: int = flag(0, "the same seed gives the same dataset")
+    task: str = flag(
+        DEFAULT_TASK,
+        "the simulated task, reach_grasp or pick_lift; any other text is the task text of a "
+        "reach_grasp dataset",
+    )
+    task_text: str | None = flag(None, "the dataset's task text (default: the task's own)")
+    mix: str = flag(DEFAULT_MIX, "controller shares")
+    operator: float = flag(0.5, "share of noisy/failing episodes supervised by the operator")
+    fps: int = flag(10, "control steps (and frames) per second")
+    image_size: int = flag(128, "camera images, square, in px")
+    steps_after_success: int = flag(
+        0,
+        "keep recording N frames after the success and write <OUT>_success_frames.csv (the "
+        "reward classifier's labels)",
+        metavar="N",
+    )
+    vcodec: str | None = flag(
+        None,  # None: av1 where PyAV has SVT-AV1, else h264
+        "video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
+    )
+    format: str = flag(
+        V21,
+        f"LeRobot layout: {V21} (one file per episode) or {V30} (as LeRobot >= 0.4 records: "
+        "episodes packed into files chunked by size)",
+    )
+    ray_address: str | None = flag(None, "the Ray cluster (default: local)")
 
     @property
     def text(self) -> str:

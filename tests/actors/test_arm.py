@@ -1,7 +1,5 @@
 """FollowerArm / LeaderArm with the real SDK against the emulated SO-101, faults included."""
 
-import time
-
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from actors.emulated_robot import (
     encoders_from_joints,
 )
 from actors.feetech.bus import SO101_MOTORS, BusError
+from tests.helpers import wait_until
 
 
 @pytest.fixture()
@@ -22,20 +21,15 @@ def robot():
     r.close()
 
 
-def wait_until(predicate, timeout=30.0):
-    """Poll `predicate` until it holds; the timeout is a liveness bound, not a speed claim."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
+def follower_arm(robot, **options) -> FollowerArm:
+    """The real driver on the emulated follower's port."""
+    return FollowerArm(
+        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, **options
+    )
 
 
 def test_commanded_positions_are_reached_and_move_the_simulated_arm(robot):
-    arm = FollowerArm(
-        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, max_step=90
-    )
+    arm = follower_arm(robot, max_step=90)
     try:
         start = arm.read()
         assert np.allclose(start, robot.state()["joints"], atol=0.2)
@@ -50,9 +44,7 @@ def test_commanded_positions_are_reached_and_move_the_simulated_arm(robot):
 
 
 def test_goals_are_clamped_to_range_and_step(robot):
-    arm = FollowerArm(
-        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, max_step=5.0
-    )
+    arm = follower_arm(robot, max_step=5.0)
     try:
         now = arm.read()
         sent = arm.command(now + np.array([30.0, -30.0, 0, 0, 0, 0]))
@@ -74,9 +66,7 @@ def test_goals_are_clamped_to_range_and_step(robot):
 
 
 def test_a_servo_that_stops_answering_ends_in_torque_off_and_names_it(robot):
-    arm = FollowerArm(
-        robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS, retries=2
-    )
+    arm = follower_arm(robot, retries=2)
     follower = robot.follower
     assert all(follower.torque_enabled(i) for i in range(1, 7))
     follower.kill(3)
@@ -89,7 +79,7 @@ def test_a_servo_that_stops_answering_ends_in_torque_off_and_names_it(robot):
 
 
 def test_a_dropped_reply_is_retried_invisibly(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS)
+    arm = follower_arm(robot)
     try:
         before = arm.bus.retry_count
         robot.follower.drop_replies(2, 1)
@@ -103,13 +93,7 @@ def test_a_stalled_control_loop_trips_the_watchdog():
     # Slow servos: the commanded move takes about half a minute, so the stall is caught in the
     # middle of it however late the watchdog thread gets to run on a busy machine.
     robot = EmulatedSO101(seed=4, servo_speed=40.0)
-    arm = FollowerArm(
-        robot.ports()["follower"],
-        EMULATED_CALIBRATION,
-        timeout_ms=REPLY_TIMEOUT_MS,
-        max_step=120,
-        watchdog_s=0.1,
-    )
+    arm = follower_arm(robot, max_step=120, watchdog_s=0.1)
     try:
         start = arm.read()
         target = start + np.array([-start[0] - 100.0, 0, 0, 0, 0, 0])  # pan to -100 degrees
@@ -144,7 +128,7 @@ def test_a_stalled_control_loop_trips_the_watchdog():
 
 
 def test_emergency_stop_and_shutdown_turn_torque_off(robot):
-    arm = FollowerArm(robot.ports()["follower"], EMULATED_CALIBRATION, timeout_ms=REPLY_TIMEOUT_MS)
+    arm = follower_arm(robot)
     arm.estop()
     assert not any(robot.follower.torque_enabled(i) for i in range(1, 7))
     with pytest.raises(ArmError):

@@ -134,16 +134,16 @@ def test_flags_build_the_nested_config_and_print_config_reads_back(tmp_path, cap
     flags = ["/ckpt", "--replicas", "3", "--cpus-per-replica", "0", "--gpus-per-replica", "0.5"]
     parser = reward.build_parser("serve-reward")
     with pytest.raises(SystemExit) as printed:
-        parser.parse_config([*flags, "--print-config"], reward.parse_flags)
+        parser.parse_config([*flags, "--print-config"], ServeConfig.from_flags)
     assert printed.value.code == 0
     config = tmp_path / "serve.yaml"
     config.write_text(capsys.readouterr().out)
     for argv in (flags, ["--config", str(config)]):
-        cfg = reward.build_parser("serve-reward").parse_config(argv, reward.parse_flags)
+        cfg = reward.build_parser("serve-reward").parse_config(argv, ServeConfig.from_flags)
         assert cfg == ServeConfig(
             RewardAppConfig("/ckpt", num_replicas=3, num_cpus=0.0, num_gpus=0.5)
         )
-    cfg = reward.build_parser("serve-reward").parse_config(["/ckpt"], reward.parse_flags)
+    cfg = reward.build_parser("serve-reward").parse_config(["/ckpt"], ServeConfig.from_flags)
     assert cfg.app.num_gpus == "auto" and cfg.port == 8000 and cfg.route_prefix == "/reward"
 
 

@@ -26,6 +26,7 @@ from actors.feetech.protocol import (
     build_packet,
     checksum,
 )
+from tests.helpers import wait_until
 
 
 class RawClient:
@@ -104,15 +105,6 @@ def test_read_present_position_reply_bytes(client):
 def test_read_model_number(client):
     client.send(build_packet(6, INST_READ, bytes([3, 2])))
     assert client.receive(8) == build_packet(6, 0, bytes([0x09, 0x03]))  # 777
-
-
-def wait_until(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_packet_split_across_writes():

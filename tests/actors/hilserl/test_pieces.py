@@ -38,12 +38,7 @@ SAVED_RUN = {  # the run settings eval-policy reads from a checkpoint
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def features_rollout(encoder):

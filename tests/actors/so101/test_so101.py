@@ -7,26 +7,26 @@ from actors.emulated_robot import EMULATED_CALIBRATION
 from actors.feetech.calibration import save_calibration
 from actors.so101 import (
     EMULATED_BUS,
+    FollowerConfig,
     RobotConfig,
     RobotError,
-    add_robot_flags,
     calibration_of,
     camera_sources,
     open_so101,
 )
 from pipelines.runtime.cli import JobParser
-from pipelines.runtime.flags import config_from_flags
+from pipelines.runtime.flags import add_flags, config_from_flags
 
 
 def test_flags_build_the_robot_config():
     p = JobParser(prog="x")
-    add_robot_flags(p)
+    add_flags(p, RobotConfig)
     ns = p.parse_args(["--follower-port", "/dev/a", "--leader-id", "l", "--camera", "front=0"])
     cfg = config_from_flags(RobotConfig, ns)
     assert cfg == RobotConfig(follower_port="/dev/a", leader_id="l", camera=["front=0"])
     assert cfg.camera_sources() == {"observation.images.front": 0}
     follower_only = JobParser(prog="y")
-    add_robot_flags(follower_only, leader=False)
+    add_flags(follower_only, FollowerConfig)
     assert "--leader-port" not in follower_only.format_help()  # hidden, still read back
     assert follower_only.parse_args(["--leader-port", "p"]).leader_port == "p"
 

@@ -22,6 +22,8 @@ from pipelines.classifier.model import (
 from pipelines.classifier.training import run, split_held_out
 from pipelines.dataset import DatasetError, LeRobotDataset
 from pipelines.vision.encoders import ENCODERS, ResNetSmall
+from pipelines.vision.images import random_shift
+from tests.helpers import small_run
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 
@@ -93,7 +95,7 @@ def test_balanced_batches_and_single_class():
 def test_random_shift_crops_the_padded_image():
     rng = np.random.default_rng(3)
     images = rng.integers(0, 255, (3, 2, 16, 16, 3), dtype=np.uint8)
-    out = data.random_shift(images, 4, rng)
+    out = random_shift(images, 4, rng)
     assert out.shape == images.shape and out.dtype == np.uint8
     padded = np.pad(images, ((0, 0), (0, 0), (4, 4), (4, 4), (0, 0)), mode="edge")
     for i in range(3):
@@ -106,7 +108,7 @@ def test_random_shift_crops_the_padded_image():
             assert any(windows)
     shifted = sum(not np.array_equal(out[i, c], images[i, c]) for i in range(3) for c in range(2))
     assert shifted >= 4  # (a zero shift has probability 1/81 per image)
-    assert np.array_equal(data.random_shift(images, 0, rng), images)
+    assert np.array_equal(random_shift(images, 0, rng), images)
 
 
 def test_every_worker_gets_success_episodes():
@@ -192,18 +194,8 @@ def test_synth_records_after_success_and_writes_the_csv(tiny):
 def test_train_checkpoint_threshold_mlflow_and_resume(tiny, tmp_path, mlflow_uri, capsys):
     root, result = tiny
     csv = str(result.labels)
-    cfg = dict(
-        dataset=str(root),
-        labels=csv,
-        workers=2,
-        steps=30,
-        batch_size=8,
-        image_size=32,
-        checkpoint_every=10,
-        holdout=0.4,
-        storage=str(tmp_path / "runs"),
-        name="clf",
-    )
+    cfg = small_run(tmp_path, dataset=str(root), labels=csv, workers=2, steps=30, batch_size=8)
+    cfg.update(image_size=32, checkpoint_every=10, holdout=0.4, name="clf", mlflow=True)
     trained = run(ClassifierTrainConfig.from_flags(**cfg))
     assert trained.step == 30 and 0 < trained.threshold < 1
     m = trained.metrics

@@ -23,6 +23,7 @@ from pipelines.dataset.v30 import FilePos, assign_files
 from pipelines.estimator import inference as estimate
 from pipelines.estimator import training as train_estimator
 from pipelines.estimator.config import EstimatorTrainConfig
+from tests.helpers import label_from_estimate, small_run
 
 
 def test_files_are_packed_by_size_as_lerobot_does():
@@ -93,30 +94,11 @@ def test_every_stage_runs_on_v30(synth_v30, tmp_path):
     root = Path(shutil.copytree(src, tmp_path / "ds"))
     label.run(label.LabelConfig(dataset=str(root), threshold=30, mlflow=False), out=lambda *a: None)
     trained = train_estimator.run(
-        EstimatorTrainConfig.from_flags(
-            dataset=str(root),
-            workers=1,
-            steps=2,
-            batch_size=4,
-            image_size=16,
-            checkpoint_every=2,
-            holdout=0.0,
-            storage=str(tmp_path / "runs"),
-            mlflow=False,
-        )
+        EstimatorTrainConfig.from_flags(dataset=str(root), holdout=0.0, **small_run(tmp_path))
     )
     est = estimate.run(estimate.EstimateConfig(str(root), trained.checkpoint, batch_size=4))
     assert [p.name for p in est.out_dir.rglob("*.parquet")] == ["file-000.parquet"]
-    res = label.run(
-        label.LabelConfig(
-            dataset=str(root),
-            data_dir=est.out_dir.name,
-            advantage_source="absolute_advantage",
-            threshold=30,
-            mlflow=False,
-        ),
-        out=lambda *a: None,
-    )
+    res = label_from_estimate(root, est.out_dir.name)
     assert res.frames == LeRobotDataset(root).info["total_frames"]
 
 

@@ -278,9 +278,10 @@ def test_inspect_decodes_the_first_frame_of_every_camera(tmp_path, capsys):
     root = Path(shutil.copytree(DATA / "lerobot033_v21_av1", tmp_path / "broken"))
     ds = LeRobotDataset(root)
     ds.video_file(0, CAMERA).write_bytes(b"\x00\x00\x00\x1cftypav01" + b"\0" * 99)
-    assert inspect.main([str(root)]) == 0
-    lines = [line for line in capsys.readouterr().out.splitlines() if "CANNOT" in line]
-    assert len(lines) == 1 and lines[0].startswith(f"  {CAMERA}: av1 video, CANNOT be decoded")
+    assert inspect.main([str(root)]) == 1  # a camera that does not decode is a problem
+    lines = [line for line in capsys.readouterr().out.splitlines() if "damaged" in line]
+    assert len(lines) == 1
+    assert lines[0].startswith(f"  {CAMERA}: av1 video, file damaged or not a video")
     assert "episode_000000.mp4" in lines[0] and "PyAV cannot open this video" in lines[0]
 
 

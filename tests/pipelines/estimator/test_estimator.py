@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import estimate, label, synth, train_estimator
+from pipelines import estimate, synth, train_estimator
 from pipelines.dataset import (
     DatasetError,
     LeRobotDataset,
@@ -35,6 +35,7 @@ from pipelines.runtime import checkpoints, cli
 from pipelines.runtime.checkpoints import meta_name
 from pipelines.runtime.schedule import split_episodes
 from pipelines.vision.images import resize
+from tests.helpers import label_from_estimate, small_run
 
 # ----------------------------------------------------------------------------- pure parts
 
@@ -272,16 +273,7 @@ def test_estimate_on_a_v30_dataset_lerobot_wrote(tmp_path, ray_cluster):
             v = model(images, state[:, None].float()).numpy()
         v[0] = 0.0
         assert np.allclose(t["absolute_value"].to_numpy(), v, atol=1e-5)
-    res = label.run(
-        label.LabelConfig(
-            dataset=str(root),
-            data_dir=out.out_dir.name,
-            advantage_source="absolute_advantage",
-            threshold=30,
-            mlflow=False,
-        ),
-        out=lambda *a: None,
-    )
+    res = label_from_estimate(root, out.out_dir.name)
     assert res.frames == 135 and LeRobotDataset(root).info["total_tasks"] == 2
 
 
@@ -317,16 +309,9 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mon
     mlflow_uri = f"file://{tmp_path / 'mlruns'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "false")
-    cfg = dict(
-        dataset=str(tiny),
-        workers=1,
-        batch_size=4,
-        image_size=32,
-        holdout=0.2,
-        checkpoint_every=10,
-        storage=str(tmp_path / "runs"),
-        name="kill",
-    )
+    cfg = small_run(tmp_path, dataset=str(tiny), image_size=32, holdout=0.2, checkpoint_every=10)
+    cfg.update(name="kill", mlflow=True)
+    del cfg["steps"]
     killed, trained = [], threading.Event()
 
     def killer():  # once a first checkpoint is registered, kill the worker's process
@@ -417,16 +402,7 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mon
     (fresh / "meta" / "info.json").write_text(json.dumps(info))
     code = estimate.main([str(fresh), "--checkpoint", again.checkpoint])
     assert code == 2 and "observation.state has shape [7]" in capsys.readouterr().err
-    res = label.run(
-        label.LabelConfig(
-            dataset=str(tiny),
-            data_dir=out.out_dir.name,
-            advantage_source="absolute_advantage",
-            threshold=30,
-            mlflow=False,
-        ),
-        out=lambda *a: None,
-    )
+    res = label_from_estimate(tiny, out.out_dir.name)
     assert res.frames == ds.info["total_frames"]
 
 

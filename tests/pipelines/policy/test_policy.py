@@ -32,7 +32,6 @@ from pipelines.policy.learner import (
     PolicyLearner,
     TrainModule,
     make_batch,
-    random_shift,
 )
 from pipelines.policy.model import ChunkPolicy, PolicyConfig, PromptEncoder, tokenize, word_id
 from pipelines.policy.runner import ChunkPolicyRunner, guided
@@ -46,17 +45,12 @@ from pipelines.policy.weighting import (
     soft_update,
     weight_stats,
 )
+from pipelines.vision.images import random_shift
 
 TASK = "reach and grasp the red cube"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one torch thread (spinning thread pools crawl on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 BINARY = {0: f"{TASK}, Advantage: negative", 1: f"{TASK}, Advantage: positive"}
@@ -365,13 +359,13 @@ def test_random_shift_is_bounded():
     rng = np.random.default_rng(0)
     images = np.zeros((3, 2, 16, 16, 3), np.uint8)
     images[:, :, 8, 8] = 255
-    out = random_shift(images, rng, 2)
+    out = random_shift(images, 2, rng)
     assert out.shape == images.shape
     for i in range(3):
         for j in range(2):
             y, x = np.argwhere(out[i, j, :, :, 0] == 255)[0]
             assert abs(y - 8) <= 2 and abs(x - 8) <= 2
-    assert random_shift(images, rng, 0) is images
+    assert random_shift(images, 0, rng) is images
 
 
 # ----------------------------------------------------------------------------- the model

@@ -173,19 +173,17 @@ def test_bad_training_input_is_one_line_and_writes_nothing(datasets, tmp_path, c
     _fails(main, _argv(labeled, storage, "--no-mlflow", "--weighting", "awr",
                        "--advantage-column", "data_type"), capsys,
            "column 'data_type' is string, not a float column")  # fmt: skip
-    nan_adv = _with_column(
-        labeled, tmp_path / "nan_adv", "absolute_advantage",
-        lambda e, n: [float("nan") if (e, i) == (2, 3) else 0.1 for i in range(n)],
-    )  # fmt: skip
-    _fails(main, _argv(nan_adv, storage, "--no-mlflow", "--weighting", "awr"), capsys,
-           "episode_000002.parquet: NaN or infinite 'absolute_advantage' at episode 2 "
-           "frame 3")  # fmt: skip
-    nan_reward = _with_column(
-        labeled, tmp_path / "nan_reward", "next.reward",
-        lambda e, n: [float("nan") if (e, i) == (1, 0) else 0.0 for i in range(n)],
-    )  # fmt: skip
-    _fails(main, _argv(nan_reward, storage, "--no-mlflow", "--weighting", "iql"), capsys,
-           "NaN or infinite 'next.reward' at episode 1 frame 0")  # fmt: skip
+    for column, bad, weighting, needle in (
+        ("absolute_advantage", (2, 3), "awr", "episode_000002.parquet: NaN or infinite "
+         "'absolute_advantage' at episode 2 frame 3"),
+        ("next.reward", (1, 0), "iql", "NaN or infinite 'next.reward' at episode 1 frame 0"),
+    ):  # fmt: skip
+        broken = _with_column(
+            labeled, tmp_path / f"nan_{weighting}", column,
+            lambda e, n, bad=bad: [float("nan") if (e, i) == bad else 0.0 for i in range(n)],
+        )  # fmt: skip
+        _fails(main, _argv(broken, storage, "--no-mlflow", "--weighting", weighting), capsys,
+               needle)  # fmt: skip
     _fails(main, _argv(labeled, storage, "--no-mlflow", "--data-type-weights", "robot=2"),
            capsys, "--data-type-weights 'robot=2'")  # fmt: skip
     _fails(main, _argv(labeled, storage, "--no-mlflow", "--indicator-dropout", "1.5"), capsys,

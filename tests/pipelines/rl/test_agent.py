@@ -11,13 +11,7 @@ from pipelines.rl.monitor import QBoundMonitor, q_bound
 CAMS = ["observation.images.front", "observation.images.wrist"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy machine, intra-op threads of tiny ops wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def frozen_config(**kw):

@@ -1,7 +1,6 @@
 """`flywheel robot` against the emulated arms, and teleoperation on Ray."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ from actors.emulated_robot import EMULATED_CALIBRATION, REPLY_TIMEOUT_MS
 from actors.feetech.calibration import Normalizer, load_calibration
 from pipelines import robot
 from pipelines.dataset import LeRobotDataset, read_video
+from tests.helpers import wait_until
 
 
 def test_ping_sim(capsys):
@@ -46,16 +46,6 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "--vcodec: video codec 'vp9': one of av1, h264, mpeg4" in err
     assert not (tmp_path / "x").exists()
-
-
-def wait_until(predicate, timeout=120.0):
-    """Poll `predicate` until it holds; the timeout is a liveness bound, not a speed claim."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -32,6 +32,12 @@ def small(out, **kw):
     return CollectConfig.from_flags(**args)
 
 
+def episode_columns(out, ep: int) -> tuple:
+    """An episode's parquet file and its columns (as lists)."""
+    path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
+    return path, pq.read_table(path).to_pydict()
+
+
 @pytest.fixture(scope="module")
 def collected(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("collect") / "ds"
@@ -59,8 +65,7 @@ def test_dataset_and_log_are_seed_000s(collected):
     by_frame = dataset_log(out)
     statuses = set()
     for ep in range(2):
-        path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
-        t = pq.read_table(path).to_pydict()
+        path, t = episode_columns(out, ep)
         prop = np.array(t["action_propensity"], np.float32)
         cands = np.array(t["candidate_actions"], np.float32)
         sel = np.array(t["selected_candidate"])
@@ -258,8 +263,7 @@ def test_emulated_arm_collection_with_api_admin_and_undo(ray_cluster, tmp_path):
     assert len(by_frame) == result.frames == result.log_lines
     undone = 0
     for ep in range(2):
-        path = out / f"data/chunk-000/episode_{ep:06d}.parquet"
-        t = pq.read_table(path).to_pydict()
+        path, t = episode_columns(out, ep)
         state = np.array(t["observation.state"], np.float32)
         action = np.array(t["action"], np.float32)
         sel = np.array(t["selected_candidate"])
