@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from pipelines.runtime.cluster import exit_process
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
@@ -51,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script entry point."""
-    from pipelines.runtime.cluster import exit_process
-
     exit_process(main())
 
 

@@ -20,6 +20,7 @@ from actors.so101.config import CalibrateConfig, EmulateConfig, PingConfig, Tele
 from actors.so101.emulate import emulate
 from actors.so101.record import teleop
 from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.cluster import exit_process
 from pipelines.runtime.flags import add_flags, config_from_flags
 
 COMMANDS = {  # name: (its config, what runs it, its help)
@@ -56,6 +57,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel robot") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.runtime.cluster import exit_process
-
     exit_process(main(prog="python -m pipelines.robot"))

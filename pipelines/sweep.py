@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from actors.hilserl import HilserlConfig
 from actors.hilserl import run as run_hilserl
 from pipelines.runtime.cli import JobParser, run_job
+from pipelines.runtime.cluster import exit_process
 from pipelines.sweeps import (
     KINDS as FAMILY_KINDS,
 )
@@ -75,6 +76,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "flywheel sweep") -> int
 
 
 if __name__ == "__main__":
-    from pipelines.runtime.cluster import exit_process
-
     exit_process(main(prog="python -m pipelines.sweep"))

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from actors.collection.episode import CriticalRule, KeyboardAdmin, ProgressAdmin
 from actors.so101 import FollowerConfig, calibration_of
-from pipelines.dataset import V21, V30, DatasetError, check_frame_size, resolve_video_codec
+from pipelines.dataset import (
+    LOCK,
+    V21,
+    V30,
+    DatasetError,
+    check_frame_size,
+    resolve_video_codec,
+)
 from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.selection.propensity import LOG_NAME, check_complete, log_path
 from pipelines.selection.selector import MODES, SelectorError, check_mode
@@ -141,7 +148,7 @@ class CollectConfig(FlagConfig):
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise DatasetError(f"{out}: exists and is not a folder (nothing was written)")
-        if out.exists() and any(out.iterdir()) and not interrupted_collection(out):
+        if out.exists() and not empty_folder(out) and not interrupted_collection(out):
             raise DatasetError(
                 f"{out}: exists and is neither empty nor an interrupted collect (nothing was "
                 "written)"
@@ -201,6 +208,11 @@ class CollectConfig(FlagConfig):
         for name in ("max_steps", "fps", "image_size", "vcodec", "format"):
             fields[name] = getattr(self, name)
         return fields
+
+
+def empty_folder(out: Path) -> bool:
+    """Nothing in `out` but a writer's lock file (a collect holding it, or killed)."""
+    return all(p.name == LOCK for p in out.iterdir())
 
 
 def interrupted_collection(out: Path) -> bool:

@@ -20,7 +20,7 @@ import ray
 
 from actors.collection.config import CollectConfig, interrupted_collection
 from actors.collection.rollout import CollectPlan, collect_group
-from pipelines.dataset import DatasetError, atomic_write_json, remove_stale_temps
+from pipelines.dataset import DatasetError, atomic_write_json, exclusive_writer
 from pipelines.runtime.cluster import check_job_output, cluster_cpus, connect
 from pipelines.selection.propensity import COLLECT_META, LOG_NAME, PropensityLog
 from pipelines.synthesis import write_rollouts
@@ -61,11 +61,18 @@ def run(cfg: CollectConfig, admin=None, responders: list | None = None) -> Colle
     check_job_output(cfg.out, "output dataset")
     root = Path(cfg.out).resolve()
     created = not root.exists()
-    if root.exists() and interrupted_collection(root):
-        for sub in ("data", "videos", "meta"):  # the interrupted run's outputs, not the log
-            shutil.rmtree(root / sub, ignore_errors=True)
-        remove_stale_temps(root)
-    root.mkdir(parents=True, exist_ok=True)
+    # One writer at a time (the lock creates the folder); holding it also removes a killed
+    # run's temporaries, never another writer's.
+    with exclusive_writer(root, "flywheel collect"):
+        cfg.check_out()  # again, now that no other writer can change the folder
+        if interrupted_collection(root):
+            for sub in ("data", "videos", "meta"):  # the interrupted run's outputs, not the log
+                shutil.rmtree(root / sub, ignore_errors=True)
+        return _collect(cfg, root, created, names, admin, responders, t0)
+
+
+def _collect(cfg, root, created, names, admin, responders, t0) -> CollectResult:
+    """`run`'s collection, holding the dataset's writer lock."""
     collection_id = uuid.uuid4().hex
     plans = plan_collection(cfg)
 

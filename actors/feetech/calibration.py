@@ -66,7 +66,8 @@ def save_calibration(
     arm_id: str,
     directory: str | Path = DEFAULT_CALIBRATION_DIR,
 ) -> Path:
-    """Write the arm's JSON file atomically (temp file in the same folder, then os.replace)."""
+    """Write the arm's JSON file atomically and durably (a fsynced temp file in the same folder,
+    os.replace, then the folder fsynced so that the rename survives a power loss)."""
     path = calibration_path(arm_id, directory)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({name: asdict(motor) for name, motor in calibration.items()}, indent=4)
@@ -80,7 +81,17 @@ def save_calibration(
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
     return path
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Flush a folder's entries (a file renamed into it) to the disk."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_calibration(

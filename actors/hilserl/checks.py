@@ -1,7 +1,11 @@
 """`flywheel hilserl`'s checks before anything starts: the numbers, the robot, the encoder, the
 classifier endpoint, and a rerun's settings against the run's checkpoint (resume or refuse).
 
-Each problem is one line (a `DatasetError`). `resolve` gives what the checks found: the
+Each problem is one line (a `DatasetError`). `check_inputs` runs before Ray starts: the
+numbers, the robot and its cameras, `--storage`, the encoder, the offline dataset, an HTTP
+reward endpoint, and whether the replay buffers fit the node's memory (`check_replay_memory`:
+the rings are allocated lazily, so a run too big for the node would be OOM-killed only once
+they fill, hours in). `on_cluster` adds what needs the cluster (a GPU or not), giving the
 settings every actor gets (`ResolvedRun`); `run_settings` the run's identity, kept in every
 checkpoint.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import http.client
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,18 +23,24 @@ from urllib.parse import urlsplit
 from ray import serve
 
 from actors.hilserl.config import RESUME_KEYS, EpisodeSpec, HilserlConfig
+from actors.so101 import RobotError
 from pipelines.dataset import DatasetError
 from pipelines.rl.config import KIND, AgentConfig, stddev
 from pipelines.rl.features import load_frozen_encoder
 from pipelines.rl.monitor import q_bound
 from pipelines.rl.offline import check_offline_dataset
+from pipelines.rl.replay import frame_nbytes
 from pipelines.runtime.checkpoints import latest_checkpoint, read_meta
+from pipelines.runtime.cluster import check_job_output
 from pipelines.runtime.training import flat_fields
 from pipelines.simulator import kinematics as kin
 from pipelines.simulator.env import SO101Env
 from pipelines.simulator.tasks import CAMERAS, TASKS
+from serving.client import auth_headers
 
 SIM_CAMERAS = list(CAMERAS)
+ACTION_DIM = 4  # dx, dy, dz, gripper (the ee_delta action every collector sends)
+REPLAY_SHARE = 0.7  # of the node's available memory the replay buffers may take
 
 
 def check_numbers(cfg: HilserlConfig) -> None:
@@ -122,21 +133,40 @@ def _encoder(cfg: HilserlConfig) -> tuple[str, object | None]:
     raise DatasetError(f"--encoder {spec!r}: drqv2 or frozen:CHECKPOINT")
 
 
-def resolve(cfg: HilserlConfig, gpu: bool) -> ResolvedRun:
-    """Check the inputs that need no cluster; a one-line DatasetError for each problem."""
+@dataclass
+class Inputs:
+    """What the checks before Ray found (`check_inputs`)."""
+
+    robot: str
+    encoder_spec: str
+    encoder: object | None  # the frozen encoder, else None (drqv2)
+    cameras: list[str]
+    image_size: int
+    camera_sources: dict
+
+
+def check_storage(cfg: HilserlConfig) -> None:
+    """`--storage`/`--name` can hold the run: not under a regular file, nor in /proc or /sys."""
+    check_job_output(cfg.run_dir, "--storage")
+    if cfg.run_dir.exists() and not cfg.run_dir.is_dir():
+        raise DatasetError(f"{cfg.run_dir}: exists and is not a folder")
+
+
+def check_inputs(cfg: HilserlConfig, available: int | None = None) -> Inputs:
+    """Check every input that needs no cluster (before Ray starts); a one-line DatasetError
+    for each problem. `available`: the node's available memory in bytes (None: this
+    machine's, when the run starts a local cluster; unchecked on a remote one)."""
     check_numbers(cfg)
     robot = robot_kind(cfg)
+    check_storage(cfg)
     if robot == "real" and cfg.collector.reward == "sim":
         raise DatasetError("a real arm has no simulator to reward it: use --reward classifier")
-    sources = cfg.robot.arm.camera_sources()
+    try:
+        sources = cfg.robot.arm.camera_sources()
+    except RobotError as e:
+        raise DatasetError(str(e)) from None
     if robot == "real" and not sources:
         raise DatasetError("a real arm needs its cameras: --camera front=0 --camera wrist=2")
-    if cfg.encoder is None and not gpu:
-        raise DatasetError(
-            "--encoder: the cluster has no GPU for the learner, and the trainable drqv2 "
-            "encoder is slow on CPUs (see the README's HIL-SERL benchmarks): give --encoder "
-            "frozen:CHECKPOINT (an estimator or reward classifier), or --encoder drqv2"
-        )
     spec, encoder = _encoder(cfg)
     env_cameras = list(sources) if robot == "real" else SIM_CAMERAS
     if encoder is not None:
@@ -151,19 +181,100 @@ def resolve(cfg: HilserlConfig, gpu: bool) -> ResolvedRun:
     else:
         cameras = env_cameras
         image_size = cfg.image_size or 64
-    hidden = cfg.agent.hidden_dim or (1024 if gpu else 256)
     if cfg.learner.offline_dataset:
         check_offline_dataset(cfg.learner.offline_dataset, cameras)
+    if cfg.collector.reward == "classifier" and cfg.collector.reward_url:
+        check_reward_endpoint(cfg, cameras, image_size)  # HTTP: no cluster needed
+    frozen_dim = encoder.feature_dim if encoder is not None else 0
+    if available is None and not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
+        available = available_memory()
+    if available is not None:
+        check_replay_memory(cfg, replay_spec(cameras, image_size, frozen_dim), available)
+    return Inputs(robot, spec, encoder, cameras, image_size, sources)
+
+
+def on_cluster(cfg: HilserlConfig, inputs: Inputs, gpu: bool) -> ResolvedRun:
+    """What the cluster decides (a GPU for the learner or not): the run's settings."""
+    if cfg.encoder is None and not gpu:
+        raise DatasetError(
+            "--encoder: the cluster has no GPU for the learner, and the trainable drqv2 "
+            "encoder is slow on CPUs (see the README's HIL-SERL benchmarks): give --encoder "
+            "frozen:CHECKPOINT (an estimator or reward classifier), or --encoder drqv2"
+        )
+    encoder = inputs.encoder
     return ResolvedRun(
-        robot=robot,
-        encoder_spec=spec,
+        robot=inputs.robot,
+        encoder_spec=inputs.encoder_spec,
         frozen=encoder is not None,
-        cameras=cameras,
-        image_size=image_size,
-        hidden_dim=hidden,
+        cameras=inputs.cameras,
+        image_size=inputs.image_size,
+        hidden_dim=cfg.agent.hidden_dim or (1024 if gpu else 256),
         gpu=gpu,
         frozen_dim=encoder.feature_dim if encoder is not None else 0,
-        camera_sources=sources,
+        camera_sources=inputs.camera_sources,
+    )
+
+
+def resolve(cfg: HilserlConfig, gpu: bool) -> ResolvedRun:
+    """`check_inputs` then `on_cluster`: every check, for a cluster with or without a GPU."""
+    return on_cluster(cfg, check_inputs(cfg), gpu)
+
+
+def replay_spec(cameras: list[str], image_size: int, frozen_dim: int) -> dict:
+    """The replay buffers' observation keys: shapes and dtypes (`obs_spec`)."""
+    spec = {"observation.state": ((6,), "float32")}
+    if frozen_dim:
+        spec["features"] = ((frozen_dim,), "float16")
+    else:
+        for key in cameras:
+            spec[key] = ((image_size, image_size, 3), "uint8")
+    return spec
+
+
+def available_memory() -> int | None:
+    """This machine's available memory in bytes (MemAvailable, within a cgroup's limit)."""
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+        if limit != "max":
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def replay_bytes(cfg: HilserlConfig, spec: dict) -> int:
+    """What the online and offline rings take once full."""
+    capacity = cfg.learner.online_capacity + cfg.learner.offline_capacity
+    return capacity * frame_nbytes(spec, ACTION_DIM)
+
+
+def check_replay_memory(cfg: HilserlConfig, spec: dict, available: int) -> None:
+    """Refuse replay buffers the node cannot hold (module docstring), naming the flags."""
+    need = replay_bytes(cfg, spec)
+    if need <= REPLAY_SHARE * available:
+        return
+    what = (
+        "--encoder frozen:CHECKPOINT's features"
+        if "features" in spec
+        else (
+            f"{sum(k.startswith('observation.images') for k in spec)} camera(s) at --image-size "
+            f"{spec[next(k for k in spec if k.startswith('observation.images'))][0][0]}"
+        )
+    )
+    raise DatasetError(
+        f"--online-capacity {cfg.learner.online_capacity} + --offline-capacity "
+        f"{cfg.learner.offline_capacity} frames of {what} need {need / 1e9:.1f} GB of replay "
+        f"memory, more than {REPLAY_SHARE:.0%} of the node's {available / 1e9:.1f} GB "
+        "available; lower --online-capacity/--offline-capacity or --image-size, or use "
+        "--encoder frozen:CHECKPOINT"
     )
 
 
@@ -193,13 +304,7 @@ def episode_spec(cfg: HilserlConfig, res: ResolvedRun) -> EpisodeSpec:
 
 def obs_spec(res: ResolvedRun) -> dict:
     """The replay buffers' observation keys: shapes and dtypes."""
-    spec = {"observation.state": ((6,), "float32")}
-    if res.frozen:
-        spec["features"] = ((res.frozen_dim,), "float16")
-    else:
-        for key in res.cameras:
-            spec[key] = ((res.image_size, res.image_size, 3), "uint8")
-    return spec
+    return replay_spec(res.cameras, res.image_size, res.frozen_dim if res.frozen else 0)
 
 
 def run_settings(cfg: HilserlConfig, res: ResolvedRun) -> dict:
@@ -262,7 +367,7 @@ def _endpoint_info(cfg: HilserlConfig) -> dict:
             parts.hostname or "127.0.0.1", parts.port or 80, timeout=5
         )
         try:
-            conn.request("GET", parts.path or "/")
+            conn.request("GET", parts.path or "/", headers=auth_headers())  # its token
             response = conn.getresponse()
             body = response.read()
         finally:

@@ -34,6 +34,45 @@ from pipelines.rl.config import AgentConfig
 from pipelines.rl.features import frozen_from_export
 from pipelines.rl.replay import Episode
 
+RECORDS_IN_FLIGHT = 2  # a collector's episodes sent to the recorder and not yet written
+RECORD_TIMEOUT_S = 600.0  # the longest the recorder may take over one episode
+
+
+class RecordQueue:
+    """A collector's episodes on their way to the recorder: at most `limit` in flight, so a
+    slow recorder slows the collector down (back-pressure) instead of piling episodes up in
+    its mailbox, pinned in the object store; a recording's failure is raised here, and
+    `flush` waits for every one (a collector's `run` returns once its episodes are written)."""
+
+    def __init__(self, recorder, limit: int = RECORDS_IN_FLIGHT, timeout_s=RECORD_TIMEOUT_S):
+        self.recorder = recorder
+        self.limit = max(1, int(limit))
+        self.timeout_s = timeout_s
+        self.pending: list = []
+
+    def send(self, ref) -> None:
+        self._wait_until(self.limit - 1)
+        self.pending.append(self.recorder.record.remote([ref]))
+
+    def flush(self) -> None:
+        self._wait_until(0)
+
+    def _wait_until(self, most: int) -> None:
+        while len(self.pending) > most:
+            done, rest = ray.wait(self.pending, num_returns=1, timeout=self.timeout_s)
+            if not done:
+                raise RuntimeError(
+                    f"the recorder wrote no episode in {self.timeout_s:g} s "
+                    f"({len(self.pending)} of this collector's waiting); the recording cannot "
+                    "go on"
+                )
+            self.pending = rest
+            try:
+                ray.get(done)
+            except ray.exceptions.RayError as e:
+                why = " ".join(str(getattr(e, "cause", None) or e).split())[-300:]
+                raise RuntimeError(f"the recorder failed: {why}") from None
+
 
 class Collector:
     """The collector loop around a rollout (module docstring); also a Ray actor."""
@@ -53,6 +92,7 @@ class Collector:
         self.index = index
         self.learner = learner
         self.recorder = recorder
+        self.records = RecordQueue(recorder) if recorder is not None else None
         self.cfg = cfg
         self.spec = spec
         self.robot = robot or HilserlRobotConfig()
@@ -88,6 +128,8 @@ class Collector:
         while True:
             answer = ray.get(self.learner.sync.remote(self.index, version))
             if answer["stop"]:
+                if self.records is not None:
+                    self.records.flush()  # this collector's episodes written, or an error
                 return self.episodes
             if answer["wait"]:
                 time.sleep(answer["wait"])
@@ -113,8 +155,8 @@ class Collector:
                 continue
             self.robot_faults = 0
             ref = ray.put(episode)
-            if self.recorder is not None:
-                self.recorder.record.remote([ref])
+            if self.records is not None:
+                self.records.send(ref)  # waits while RECORDS_IN_FLIGHT are being written
             ray.get(self.learner.add_episode.remote([ref]))
             self.episodes += 1
 

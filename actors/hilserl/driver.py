@@ -25,13 +25,13 @@ import ray
 from actors.hilserl.checks import (
     ResolvedRun,
     agent_config,
-    check_numbers,
+    check_inputs,
+    check_replay_memory,
     check_reward_endpoint,
     check_run,
     episode_spec,
     obs_spec,
-    resolve,
-    robot_kind,
+    on_cluster,
     run_settings,
 )
 from actors.hilserl.collector import collector_actor
@@ -47,6 +47,7 @@ from pipelines.runtime.tracking import TrackedRun, check_tracking_uri
 from pipelines.simulator.tasks import TASKS
 
 STRAGGLER_S = 600  # how long the end waits for collectors to finish their last episode
+RECORDING_STALL_S = 600  # how long the end waits for the recorder to write its next episode
 
 
 @dataclass
@@ -71,8 +72,7 @@ def run(cfg: HilserlConfig) -> HilserlResult:
     """A HIL-SERL run (module docstring); a one-line DatasetError for the user's mistakes, a
     RuntimeError when the learner failed or every collector is gone."""
     t0 = time.time()
-    check_numbers(cfg)
-    robot_kind(cfg)
+    inputs = check_inputs(cfg)  # everything that needs no cluster: before Ray starts
     mlflow_uri = check_tracking_uri() if cfg.mlflow else None
     if not (cfg.ray_address or os.environ.get("RAY_ADDRESS")):
         # Ray nices its worker processes (15); here they are the job's real work: the learner
@@ -80,11 +80,14 @@ def run(cfg: HilserlConfig) -> HilserlResult:
         os.environ.setdefault("RAY_worker_niceness", "0")
     resources = connect(cfg.ray_address)
     gpu = resources.get("GPU", 0) >= 1
-    res = resolve(cfg, gpu)
+    res = on_cluster(cfg, inputs, gpu)
+    memory = _largest_node_memory() if cfg.ray_address or os.environ.get("RAY_ADDRESS") else 0
+    if memory:  # a remote cluster: the node's memory, known now
+        check_replay_memory(cfg, obs_spec(res), memory)
     settings = run_settings(cfg, res)
     previous = check_run(cfg, settings)
-    if cfg.collector.reward == "classifier":
-        check_reward_endpoint(cfg, res.cameras, res.image_size)
+    if cfg.collector.reward == "classifier" and not cfg.collector.reward_url:
+        check_reward_endpoint(cfg, res.cameras, res.image_size)  # a Serve app: on the cluster
     steps = cfg.learner.steps
     if previous is not None and previous.get("env_steps", 0) >= steps:
         _say(cfg, f"{cfg.run_name} already has {previous['env_steps']} env steps (--steps {steps})")
@@ -172,7 +175,12 @@ def _run(cfg: HilserlConfig, res: ResolvedRun, settings: dict, mlflow_uri, t0: f
         status = ray.get(learner.status.remote())
         history = ray.get(learner.history.remote())
         if recorder is not None:  # the recorder encodes videos: it may lag on a busy machine
-            _wait_for_recording(recorder, status["episodes"] - _resumed_episodes(resumed))
+            for line in _wait_for_recording(
+                lambda: ray.get(recorder.progress.remote(), timeout=RECORDING_STALL_S),
+                status["episodes"] - _resumed_episodes(resumed),
+                dataset,
+            ):
+                _say(cfg, line)
         figures = write_figures(cfg, run_dir, history, bound, tracked)
         summary = {k: v for k, v in status.items() if k != "warnings"}
         atomic_write_json(run_dir / "summary.json", {"status": summary, "checkpoint": final})
@@ -196,13 +204,47 @@ def _run(cfg: HilserlConfig, res: ResolvedRun, settings: dict, mlflow_uri, t0: f
                 ray.kill(actor)
 
 
-def _wait_for_recording(recorder, sent: int, timeout_s: float = 600) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (written := ray.get(recorder.count.remote())) < sent:
-        if time.monotonic() > deadline:
-            print(f"warning: the recording has {written} of the {sent} episodes")
-            break
+def _wait_for_recording(
+    progress, sent: int, dataset: str, stall_s: float = RECORDING_STALL_S
+) -> list[str]:
+    """Wait until the recorder has written the run's `sent` episodes (`progress()`: the
+    recorder's `(written, lost, errors)`), as long as it keeps writing; a RuntimeError (the
+    job exits 1, the learner's checkpoint kept) if it failed, is gone, or wrote nothing for
+    `stall_s`: recorded episodes are never dropped silently. Returns warning lines (episodes
+    lost with a collector that died before the recorder read them: the learner has them)."""
+    last, since = None, time.monotonic()
+    while True:
+        try:
+            written, lost, errors = progress()
+        except (ray.exceptions.RayError, TimeoutError) as e:
+            why = " ".join(str(e).split())[-200:]
+            raise RuntimeError(
+                f"the recorder of {dataset} is gone before writing the run's {sent} episodes "
+                f"({why}); the learner's checkpoint is kept"
+            ) from None
+        if errors:
+            raise RuntimeError(
+                f"the recording {dataset} failed ({errors[0]}); it holds {written} of the run's "
+                f"{sent} episodes; the learner's checkpoint is kept"
+            )
+        if written + lost >= sent:
+            return [
+                f"warning: {lost} episode(s) were lost with their collector before the recorder "
+                f"read them; {dataset} holds {written} of the run's {sent} episodes"
+            ] if lost else []  # fmt: skip
+        if (written, lost) != last:
+            last, since = (written, lost), time.monotonic()
+        elif time.monotonic() - since > stall_s:
+            raise RuntimeError(
+                f"the recorder wrote no episode in {stall_s:.0f} s: {dataset} holds {written} of "
+                f"the run's {sent} episodes; the learner's checkpoint is kept"
+            )
         time.sleep(0.2)
+
+
+def _largest_node_memory() -> int:
+    """The most memory Ray may schedule on one alive node (its `memory` resource)."""
+    return int(max((n["Resources"].get("memory", 0) for n in ray.nodes() if n["Alive"]), default=0))
 
 
 def _resumed_episodes(resumed: dict | None) -> int:

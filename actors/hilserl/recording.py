@@ -8,6 +8,13 @@ frame of a success), `next.done`, `data_type` (`auto` for the policy's steps, `i
 for the operator's) and `complementary_info.is_intervention`. A LeRobot episode has no frame
 for the final observation, so each episode's T steps are T frames. A rerun of the same run
 appends to the dataset; each episode appears only once written whole.
+
+Nothing is lost silently: a collector keeps at most `RECORDS_IN_FLIGHT` episodes on their way
+here (`actors.hilserl.collector.RecordQueue`: a slow recorder slows the collectors instead of
+piling episodes up in its mailbox and the object store), a failure is kept (`progress`) and
+ends the run with an error, and the driver waits for every episode while the recorder keeps
+writing. An episode whose collector died before it was read here (its object went with its
+owner) is counted as `lost`, and reported.
 """
 
 from __future__ import annotations
@@ -34,10 +41,23 @@ class OnlineRecorder:
         self.max_ee_step = max_ee_step
         self.recorded = 0
         self.frames = 0
+        self.lost = 0  # episodes whose collector died before they were read
+        self.errors: list[str] = []
 
     def record(self, episodes: list) -> int:
+        try:
+            return self._record(episodes)
+        except Exception as e:
+            self.errors.append(" ".join(f"{type(e).__name__}: {e}".split())[:300])
+            raise
+
+    def _record(self, episodes: list) -> int:
         for item in episodes:
-            episode = ray.get(item) if isinstance(item, ray.ObjectRef) else item
+            try:
+                episode = ray.get(item) if isinstance(item, ray.ObjectRef) else item
+            except (ray.exceptions.OwnerDiedError, ray.exceptions.ObjectLostError):
+                self.lost += 1
+                continue
             t = len(episode)
             if t == 0:
                 continue
@@ -62,6 +82,10 @@ class OnlineRecorder:
 
     def count(self) -> int:
         return self.recorded
+
+    def progress(self) -> tuple[int, int, list[str]]:
+        """(episodes written, episodes lost with their collector, failures)."""
+        return self.recorded, self.lost, list(self.errors)
 
     def close(self) -> int:
         self.recorder.close()

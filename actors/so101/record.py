@@ -8,8 +8,10 @@ r re-record, q stop. The success frames are synced to the reward classifier's la
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import ray
@@ -27,7 +29,7 @@ from pipelines.dataset import (
     default_codec_note,
     resolve_video_codec,
 )
-from pipelines.runtime.cluster import connect
+from pipelines.runtime.cluster import ClusterError, check_job_output, connect
 from pipelines.simulator.tasks import TASKS
 
 
@@ -38,6 +40,14 @@ def check_teleop(config: TeleopConfig) -> str | None:
     if not emulated and (robot.follower_port is None or robot.leader_port is None):
         raise RobotError("give both --follower-port and --leader-port (or neither, for --sim)")
     robot.camera_sources()  # each NAME=SOURCE
+    for name, value in (("--fps", config.fps), ("--episode-time", config.episode_time)):
+        if not (math.isfinite(value) and value > 0):
+            raise RobotError(f"{name} {value:g}: must be a positive number")
+    if config.episodes < 1:
+        raise RobotError(f"--episodes {config.episodes}: at least 1")
+    if not (math.isfinite(config.max_step) and config.max_step > 0):
+        raise RobotError(f"--max-step {config.max_step:g}: must be a positive number")
+    check_out(config.out)
     if config.steps_after_success < 0:
         raise RobotError(f"--steps-after-success {config.steps_after_success}: at least 0")
     if config.format not in (None, V21, V30):
@@ -47,6 +57,17 @@ def check_teleop(config: TeleopConfig) -> str | None:
     except DatasetError as e:
         raise RobotError(f"--vcodec: {e}") from None
     return vcodec
+
+
+def check_out(out: str) -> None:
+    """OUT: a folder that can be created (not under a regular file, nor in /proc), or one that
+    exists; anything else is a one-line RobotError before the arms start."""
+    try:
+        check_job_output(out, "OUT")
+    except ClusterError as e:
+        raise RobotError(str(e)) from None
+    if Path(out).exists() and not Path(out).is_dir():
+        raise RobotError(f"OUT {out}: exists and is not a folder")
 
 
 def record_teleop(config: TeleopConfig) -> list[TeleopOutcome]:

@@ -33,6 +33,7 @@ import contextlib
 import functools
 import itertools
 import os
+import weakref
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -42,6 +43,7 @@ import numpy as np
 
 from pipelines.dataset.atomic import fsync_path, replace_durably, temp_path_for
 from pipelines.dataset.errors import DatasetError, one_line
+from pipelines.dataset.watchdog import TIMEOUT_ENV, CallThread, Stalled, encoder_timeout
 
 # The codecs Flywheel writes, by the name LeRobot records in info.json (`video.codec`, the
 # FFmpeg codec's canonical name), with the FFmpeg encoder used for each.
@@ -158,6 +160,12 @@ class VideoWriter:
 
     `codec` is one of ENCODERS (default: `default_video_codec()`). Use as a context manager;
     on an exception the temporary file is removed and nothing appears at `path`.
+
+    Every call into the encoder (opening it, each frame, the final flush, closing the file)
+    runs on the writer's own thread with a deadline (`timeout_s`, default
+    `FLYWHEEL_ENCODER_TIMEOUT_S` or 300 s): an encoder that stops making progress (SVT-AV1's
+    flush was seen blocked on a futex forever) is a one-line DatasetError naming the file, the
+    temporary is removed, nothing appears at `path`, and the stuck call is left to its thread.
     """
 
     def __init__(
@@ -167,35 +175,63 @@ class VideoWriter:
         width: int,
         height: int,
         codec: str | None = None,
+        timeout_s: float | None = None,
     ):
         av = _av()
         self.codec = resolve_video_codec(codec)
         self.path = Path(path)
         self._size = (int(width), int(height))
         check_frame_size(self.codec, *self._size)
+        self._timeout = encoder_timeout() if timeout_s is None else float(timeout_s)
         if self.codec == "av1":
             os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1's banner: errors only
         self._tmp = temp_path_for(self.path)
         self.frames = 0
         self._container = None
+        self._calls = CallThread(f"encoder:{self.path.name}")
+        # a writer dropped without close() or abort() ends its thread too
+        weakref.finalize(self, self._calls.stop)
         try:
-            self._container = av.open(str(self._tmp), "w", format="mp4")
-            rate = _fps_fraction(fps)
-            stream = self._container.add_stream(
-                ENCODERS[self.codec], rate=rate, options=_codec_options(self.codec)
-            )
-            stream.width, stream.height = self._size
-            stream.pix_fmt = PIX_FMT
-            # open the encoder now, not on the first frame: SVT-AV1 takes ~10 ms to start, which
-            # would land in a recording loop's first tick
-            stream.codec_context.open()
-            self._stream = stream
-            self._time_base = 1 / rate
+            self._call(lambda: self._open(av, fps), "opening the encoder")
         except (av.FFmpegError, ValueError, OSError) as e:
             self.abort()
             raise DatasetError(
                 f"{self.path}: cannot write {self.codec} video here ({_reason(e)})"
             ) from e
+
+    def _open(self, av, fps: float) -> None:
+        self._container = av.open(str(self._tmp), "w", format="mp4")
+        rate = _fps_fraction(fps)
+        stream = self._container.add_stream(
+            ENCODERS[self.codec], rate=rate, options=_codec_options(self.codec)
+        )
+        stream.width, stream.height = self._size
+        stream.pix_fmt = PIX_FMT
+        # open the encoder now, not on the first frame: SVT-AV1 takes ~10 ms to start, which
+        # would land in a recording loop's first tick
+        stream.codec_context.open()
+        self._stream = stream
+        self._time_base = 1 / rate
+
+    def _call(self, fn, doing: str):
+        """fn() on the encoder's thread; a DatasetError (nothing saved) if it stalls."""
+
+        def guarded():
+            try:
+                return fn()
+            finally:
+                if self._calls.stuck:  # back after the deadline: what it wrote goes too
+                    self._tmp.unlink(missing_ok=True)
+
+        try:
+            return self._calls.call(guarded, self._timeout)
+        except Stalled:
+            self._calls.stop()  # the thread ends if the call ever returns
+            self._tmp.unlink(missing_ok=True)
+            raise DatasetError(
+                f"{self.path}: the {self.codec} encoder stalled {doing} (no progress in "
+                f"{self._timeout:g} s; {TIMEOUT_ENV} sets the limit); nothing was saved"
+            ) from None
 
     def write(self, rgb: np.ndarray) -> None:
         if rgb.shape != (self._size[1], self._size[0], 3) or rgb.dtype != np.uint8:
@@ -205,31 +241,47 @@ class VideoWriter:
         frame.pts = self.frames
         frame.time_base = self._time_base
         try:
-            self._container.mux(self._stream.encode(frame))
+            self._call(
+                lambda: self._container.mux(self._stream.encode(frame)),
+                f"at frame {self.frames}",
+            )
         except av.FFmpegError as e:
             raise DatasetError(f"{self.path}: {self.codec} encoder failed ({_reason(e)})") from e
         self.frames += 1
+
+    def _finish(self) -> None:
+        self._container.mux(self._stream.encode(None))  # the frames the encoder still holds
+        self._container.close()
 
     def close(self) -> None:
         av = _av()
         if self.frames == 0:
             self.abort()
             raise DatasetError(f"{self.path}: no frames were written (nothing saved)")
+        if self._container is None:
+            raise DatasetError(f"{self.path}: the video was aborted (nothing saved)")
         try:
-            self._container.mux(self._stream.encode(None))
-            self._container.close()
+            self._call(self._finish, f"flushing {self.frames} frames")
         except av.FFmpegError as e:
             self.abort()
             raise DatasetError(f"{self.path}: {self.codec} encoder failed ({_reason(e)})") from e
+        self._calls.stop()
         fsync_path(self._tmp)
         replace_durably(self._tmp, self.path)
 
+    def _discard(self) -> None:
+        with contextlib.suppress(Exception):  # the file is thrown away: nothing to report
+            if self.frames:
+                self._stream.encode(None)  # drained, so SVT-AV1 does not complain
+        self._container.close()
+
     def abort(self) -> None:
-        if self._container is not None:
-            with contextlib.suppress(Exception):  # the file is thrown away: nothing to report
-                if self.frames:
-                    self._stream.encode(None)  # drained, so SVT-AV1 does not complain
-                self._container.close()
+        """Throw the video away; never blocks past the deadline (a stuck encoder is left)."""
+        if self._container is not None and not self._calls.stuck:
+            with contextlib.suppress(Exception):  # a stall here: the video goes all the same
+                self._call(self._discard, "discarding the video")
+        self._container = None
+        self._calls.stop()
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:

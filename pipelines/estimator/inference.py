@@ -40,8 +40,8 @@ from pipelines.dataset import (
     V30,
     DatasetError,
     LeRobotDataset,
+    exclusive_writer,
     read_columns,
-    remove_stale_temps,
     write_parquet,
 )
 from pipelines.estimator.config import KIND, EstimateConfig
@@ -217,7 +217,14 @@ def run(cfg: EstimateConfig, episodes: list[int] | None = None) -> EstimateResul
             f"checkpoint was trained on [{model['state_dim']}]"
         )
     out_dir = output_dir(meta["variant"], meta["step"])
-    remove_stale_temps(ds.root / out_dir) if (ds.root / out_dir).exists() else None
+    # One writer at a time: holding the dataset's lock also finishes a killed writer's commit
+    # and removes stale temporaries (a killed estimate's among them), never another's.
+    with exclusive_writer(ds.root, "flywheel estimate"):
+        return _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0)
+
+
+def _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0) -> EstimateResult:
+    """`run`'s pass, holding the dataset's writer lock."""
     # The output mirrors the input files (v3.0: multi-episode files), each written once all of
     # its episodes are estimated; a file whose output exists is done (resume).
     by_file: dict[Path, list[int]] = {}

@@ -33,7 +33,7 @@ class EnvSettings:
 class ArmOptions:
     """What the user asked of one arm besides its source."""
 
-    prompt: str = "positive"
+    prompt: str | None = None  # default: the one the checkpoint was trained to run with
     cfg_scale: float = 1.0
     n_action_steps: int | None = None  # default: the checkpoint's
     name: str | None = None
@@ -44,8 +44,10 @@ class EvalConfig(FlagConfig):
     checkpoint: str = flag(help="a checkpoint folder or controller:<name>", positional=True)
     episodes: int = flag(100, "episodes per arm")
     seed: int = flag(0, "seeds --seed .. --seed + episodes - 1")
-    prompt: str = flag(
-        "positive", "positive, negative, none (the bare task) or a task text of the policy"
+    prompt: str | None = flag(
+        None,
+        "positive, negative, none (the bare task) or a task text of the policy; unset: the "
+        "prompt the checkpoint was trained with (the bare task for plain BC, positive for AWBC)",
     )
     cfg_scale: float = flag(1.0, "classifier-free guidance beta (1: the prompt alone)")
     n_action_steps: int | None = flag(

@@ -43,7 +43,7 @@ from pipelines.evaluation.config import (
 from pipelines.evaluation.episodes import run_group
 from pipelines.evaluation.report import ArmResult, EvalResult, compare, log_evaluation
 from pipelines.evaluation.sources import LoadedPolicy, load_source
-from pipelines.runtime.cluster import cluster_cpus, connect
+from pipelines.runtime.cluster import check_job_output, cluster_cpus, connect
 from pipelines.runtime.tracking import check_tracking_uri
 
 
@@ -57,6 +57,7 @@ def _validate(cfg: EvalConfig) -> list[LoadedPolicy]:
     if cfg.n_action_steps is not None and cfg.n_action_steps < 1:
         raise DatasetError(f"--n-action-steps {cfg.n_action_steps}: at least 1")
     check_cfg_scale(cfg.cfg_scale, "--cfg-scale")
+    check_job_output(cfg.report, "--report")  # before the evaluation, not after it
     first = ArmOptions(cfg.prompt, cfg.cfg_scale, cfg.n_action_steps, cfg.name)
     arms = [(cfg.checkpoint, first)] + [parse_arm(s) for s in cfg.compare]
     loaded = [load_source(src, opts) for src, opts in arms]

@@ -106,7 +106,7 @@ def log_evaluation(uri: str, cfg: EvalConfig, result: EvalResult) -> str:
                 "checkpoint": cfg.checkpoint,
                 "episodes": cfg.episodes,
                 "seed": cfg.seed,
-                "prompt": cfg.prompt,
+                "prompt": cfg.prompt or "the checkpoint's",
                 "cfg_scale": cfg.cfg_scale,
                 "compare": json.dumps(cfg.compare)[:500],
                 **{f"env_{k}": v for k, v in asdict(result.env).items()},

@@ -104,13 +104,29 @@ def load_controller(source: str, options: ArmOptions) -> LoadedController:
 # --------------------------------------------------------------------------- policy checkpoints
 
 
-def resolve_prompt(prompt: str, meta: dict) -> tuple[str, str]:
-    """(prompt text, bare task text) for --prompt positive|negative|none|"<text>".
+def trained_prompt(meta: dict) -> str:
+    """The prompt a policy checkpoint was trained to run with: `none` (the bare task) for plain
+    BC (`--conditioning none`), `positive` for AWBC; a checkpoint from before `conditioning` was
+    recorded: `positive` if its tasks carry advantage labels, else `none`."""
+    conditioning = meta.get("conditioning")
+    if conditioning == "none":
+        return "none"
+    if conditioning is None:
+        tasks = meta["tasks"].values()
+        return "positive" if any(label_of(t) is not None for t in tasks) else "none"
+    return "positive"
+
+
+def resolve_prompt(prompt: str | None, meta: dict) -> tuple[str, str]:
+    """(prompt text, bare task text) for --prompt positive|negative|none|"<text>" (None: the
+    checkpoint's own, `trained_prompt`).
 
     positive / negative name the top / bottom label of the checkpoint's labeling (binary:
     "Advantage: positive" / "negative"; n_slices: the highest / lowest slice) of the simulated
     task's text; other text must be one of the checkpoint's prompts.
     """
+    if prompt is None:
+        prompt = trained_prompt(meta)
     tasks = list(meta["tasks"].values())
     bases = list(dict.fromkeys(base_task(t) for t in tasks))
     sim_task = TASKS.get(meta["env"]["task"])
@@ -192,7 +208,8 @@ def load_chunk_policy(path: Path, options: ArmOptions) -> LoadedChunkPolicy:
     meta = read_meta(path, "policy")
     try:
         env = EnvSettings(**meta["env"])
-        prompt, bare = resolve_prompt(options.prompt, meta)
+        chosen = options.prompt if options.prompt is not None else trained_prompt(meta)
+        prompt, bare = resolve_prompt(chosen, meta)
         model_config = meta["model"]
         n_steps = options.n_action_steps or int(meta.get("n_action_steps", 5))
     except (KeyError, TypeError) as e:
@@ -207,16 +224,16 @@ def load_chunk_policy(path: Path, options: ArmOptions) -> LoadedChunkPolicy:
             f"--cfg-scale {options.cfg_scale:g}: guidance needs a labeled prompt "
             "(positive, negative or a labeled text), not the bare task"
         )
-    name = options.name or _arm_name(path, options)
+    name = options.name or _arm_name(path, chosen, options)
     state = load_state(path)["model"]
     return LoadedChunkPolicy(
         name, str(path), env, model_config, state, prompt, bare, options.cfg_scale, n_steps
     )
 
 
-def _arm_name(path: Path, options: ArmOptions) -> str:
+def _arm_name(path: Path, prompt: str, options: ArmOptions) -> str:
     run = path.parent.name if path.name.startswith("checkpoint_") else path.name
-    name = f"{run}:{options.prompt}"
+    name = f"{run}:{prompt}"
     return name + (f"@cfg{options.cfg_scale:g}" if options.cfg_scale != 1.0 else "")
 
 
@@ -249,7 +266,13 @@ def latest_in_run(run_dir: Path) -> tuple[Path, str | None]:
     if len(kinds) != 1:
         return run_dir, None
     kind = kinds.pop()
-    return latest_checkpoint(run_dir, kind), kind
+    latest = latest_checkpoint(run_dir, kind)
+    if latest is None:  # every one unregistered by Ray or broken (runtime.checkpoints)
+        raise DatasetError(
+            f"{run_dir}: no loadable {kind} checkpoint in the run folder (each checkpoint_* is "
+            "incomplete or corrupt); give a checkpoint folder, or train again"
+        )
+    return latest, kind
 
 
 def _a(word: str) -> str:

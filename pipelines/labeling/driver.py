@@ -2,6 +2,11 @@
 
 LeRobot v2.1 (one file per episode) and v3.0 (multi-episode files) alike.
 
+The job holds the dataset's writer lock from start to end (`exclusive_writer`: a second
+writer is a one-line error, and only the holder finishes a killed run's commit or removes stale
+temporaries); a --dry-run only reads. Before any work each data file's footer and row count are
+checked against the episode metadata (`check_footers`): a truncated file is a one-line error.
+
 Pass 1 (scan) reads only the columns the labels depend on, one Ray task per group of data
 files, validates them and returns each frame's reward, stage and intervention flag. The driver
 computes the exact per-stage percentiles (every reward of a stage must be in one place: the
@@ -15,9 +20,9 @@ the metadata likewise (v2.1: episodes_stats.jsonl, tasks.jsonl, episodes.jsonl, 
 v3.0: meta/episodes/*, stats.json, tasks.parquet, info.json). Any failure before the commit
 removes the temporaries and leaves the dataset byte-identical (exit 2, naming the file).
 Commit: only when everything is staged, `commit_staged` journals the renames and puts every
-file in place; a run killed during the commit is finished by the next run before it does
-anything else. Staging needs temporary disk space the size of every data file whose labels
-change (all of them on a first labeling) plus the metadata, freed at the commit.
+file in place; a run killed during the commit is finished by the next writer, under the lock,
+before it does anything else. Staging needs temporary disk space the size of every data file
+whose labels change (all of them on a first labeling) plus the metadata, freed at the commit.
 
 The labels depend only on columns the job never changes, so a run killed at any point and
 started again with the same command ends with exactly the dataset an uninterrupted run gives.
@@ -37,8 +42,9 @@ from pipelines.dataset import (
     V30,
     DatasetError,
     LeRobotDataset,
+    check_footers,
     commit_staged,
-    finish_interrupted_commit,
+    exclusive_writer,
     parquet_column_names,
     remove_stale_temps,
 )
@@ -73,16 +79,26 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
     if cfg.mlflow and not cfg.dry_run:
         check_tracking_uri()
     root = Path(cfg.dataset)
-    if (root / JOURNAL).exists():  # a labeling killed while it put its files in place
-        if cfg.dry_run:
+    if cfg.dry_run:  # a reader: it finishes no commit
+        if (root / JOURNAL).exists():
             raise DatasetError(
                 f"{root / JOURNAL}: a killed run left its commit unfinished; run the command "
                 "without --dry-run to finish it"
             )
-        n = finish_interrupted_commit(root)
-        print(
-            f"finished the commit of an interrupted run ({n} file(s) put in place)", file=sys.stderr
-        )
+        return _run(cfg, out, t0)
+    if not root.is_dir():  # the lock would create the folder
+        raise DatasetError(f"{root}: no such dataset folder")
+    interrupted = (root / JOURNAL).exists()
+    # One writer at a time; holding the lock finishes a killed run's commit (a labeling killed
+    # while it put its files in place) and removes stale temporaries, never another's.
+    with exclusive_writer(root, "flywheel label"):
+        if interrupted and not (root / JOURNAL).exists():
+            print("finished the commit of an interrupted run", file=sys.stderr)
+        return _run(cfg, out, t0)
+
+
+def _run(cfg: LabelConfig, out, t0: float) -> LabelResult:
+    """`run` once the dataset may be read (and, unless --dry-run, is this job's to write)."""
     ds = LeRobotDataset(cfg.dataset)
     files = ds.data_files(cfg.data_dir)
     if not files:
@@ -93,6 +109,12 @@ def run(cfg: LabelConfig, out=print) -> LabelResult:
         for line in missing.lines():
             if not line.startswith("video"):
                 print(f"warning: {line}", file=sys.stderr)
+    # Each present file's footer and row count against the metadata (a missing file is the
+    # warning above): a truncated or damaged file is refused before any work.
+    damaged = [f for f in check_footers(ds, cfg.data_dir) if not f.endswith(": missing")]
+    if damaged:
+        more = f" (and {len(damaged) - 1} more problem(s))" if len(damaged) > 1 else ""
+        raise DatasetError(f"{ds.root}: {damaged[0]}{more}; nothing was changed")
 
     top_column = None
     if cfg.intervention_positive:
@@ -202,8 +224,6 @@ def _label(cfg, ds, files, bases, episode_task, top_column, out) -> LabelResult:
         out("\nDry run mode - no files will be modified")
         return result
 
-    remove_stale_temps(ds.root / cfg.data_dir)
-    remove_stale_temps(ds.meta_dir)
     out(f"\nAssigning task_index to {len(files)} files...")
     # Two-phase commit: every new file is staged as a temporary (the whole file read, so any
     # corruption shows here), then all go in at once; a failure before that changes nothing.

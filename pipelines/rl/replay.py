@@ -100,6 +100,17 @@ def nstep_targets(
     return ret.astype(np.float32), discount.astype(np.float32), nxt
 
 
+def frame_nbytes(obs_spec: dict[str, tuple[tuple[int, ...], str]], action_dim: int) -> int:
+    """The bytes one frame of a `ReplayBuffer` takes, without building one: its observation
+    keys, its action, reward (float32), four flags (bool), position (int32) and episode id
+    (int64). The ring's arrays are allocated lazily, so a buffer too big for the node is only
+    found once it fills, hours in: check `capacity * frame_nbytes` before starting."""
+    obs = sum(
+        int(np.prod(shape, dtype=np.int64)) * np.dtype(d).itemsize for shape, d in obs_spec.values()
+    )
+    return int(obs + 4 * int(action_dim) + 4 + 4 * 1 + 4 + 8)
+
+
 class ReplayBuffer:
     """A ring of episode frames (module docstring).
 

@@ -9,17 +9,32 @@ under the same name (it would crash while loading the state, or silently mix mod
 
 Every family registers its kind once (`KIND = register_kind("estimator", "...")`), so that
 `KINDS` lists what a checkpoint folder may hold and who writes it.
+
+Ray Train copies a reported checkpoint into `checkpoint_<ts>/` in place (no rename, no
+fsync), so a crash or a reader at the wrong moment sees a folder whose `state.pt` is short.
+`latest_checkpoint` therefore takes only the checkpoints Ray's checkpoint manager has
+registered (its snapshot, `checkpoint_manager_snapshot.json`, written after each checkpoint is
+whole) among the folders named as Ray names them, when the run has one (a HIL-SERL learner
+writes its own checkpoints whole, by rename, in the same kind of folder), and verifies each
+candidate (`state_problem`: a complete zip whose every member matches its CRC, which
+`torch.load(weights_only=True)` reads): a broken one is skipped, the newest good one wins.
+`load_state` loads with `weights_only=True` (no pickled code runs) and turns a corrupt file
+into a one-line `DatasetError`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import zipfile
 from pathlib import Path
 
 from pipelines.dataset import DatasetError
 
 CHECKPOINT_STATE = "state.pt"
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train V2's checkpoint manager state
+RAY_NAME = re.compile(r"checkpoint_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}\.\d{6}")  # Ray's folders
 
 KINDS: dict[str, str] = {}
 """Every registered checkpoint kind: what writes it (`register_kind`)."""
@@ -73,23 +88,92 @@ def write_checkpoint(folder: str | os.PathLike, kind: str, state: dict, meta: di
     (folder / meta_name(kind)).write_text(json.dumps(meta, indent=2))
 
 
+def _why(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__
+
+
 def load_state(path: str | os.PathLike, device="cpu") -> dict:
+    """The checkpoint's saved state (tensors and plain data only: `weights_only=True`); a
+    one-line DatasetError if `state.pt` is missing, truncated or corrupt."""
     import torch  # as in write_checkpoint
 
-    return torch.load(Path(path) / CHECKPOINT_STATE, map_location=device)
+    file = Path(path) / CHECKPOINT_STATE
+    problem = _zip_problem(file)
+    if problem is not None:
+        raise DatasetError(f"{file}: not a loadable checkpoint state ({problem})")
+    try:
+        state = torch.load(file, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError...
+        raise DatasetError(f"{file}: not a loadable checkpoint state ({_why(e)})") from None
+    if not isinstance(state, dict):
+        raise DatasetError(f"{file}: not a checkpoint state (a {type(state).__name__})")
+    return state
+
+
+def _zip_problem(file: Path) -> str | None:
+    """Why `file` is not a whole torch zip archive (None: it is): a truncated copy has no
+    central directory, a corrupted byte fails its member's CRC (torch.load checks neither)."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()
+    except Exception as e:  # BadZipFile, OSError, EOFError, zlib.error...
+        return _why(e)
+    return None if bad is None else f"member {bad} is corrupt"
+
+
+def state_problem(path: str | os.PathLike) -> str | None:
+    """Why the checkpoint folder's `state.pt` cannot be loaded (None: it can): the zip must be
+    whole (a truncated copy has no central directory), every member must match its CRC, and
+    it must unpickle with `weights_only=True` (memory-mapped: the tensors are not read)."""
+    import torch  # as in write_checkpoint
+
+    file = Path(path) / CHECKPOINT_STATE
+    problem = _zip_problem(file)
+    if problem is not None:
+        return f"{file}: {problem}"
+    try:
+        torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        return f"{file}: {_why(e)}"
+    return None
+
+
+def registered_checkpoints(run_dir: str | os.PathLike) -> set[str] | None:
+    """The checkpoint folder names Ray's checkpoint manager registered for the run (None: no
+    readable snapshot, e.g. a run Ray Train did not write, or a snapshot torn mid-write)."""
+    try:
+        data = json.loads((Path(run_dir) / RAY_SNAPSHOT).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("checkpoint_results"), list):
+        return None
+    results = [*data["checkpoint_results"]]
+    results.append(data.get("latest_checkpoint_result"))
+    return {
+        r["checkpoint_dir_name"]
+        for r in results
+        if isinstance(r, dict) and isinstance(r.get("checkpoint_dir_name"), str)
+    }
 
 
 def latest_checkpoint(run_dir: str | os.PathLike, kind: str) -> Path | None:
-    """The run's checkpoint with the most steps (the one a rerun resumes from), if any."""
-    best, best_step = None, -1
-    for meta in sorted(Path(run_dir).glob(f"checkpoint_*/{meta_name(kind)}")):
+    """The run's newest loadable checkpoint (the most steps; the one a rerun resumes from), if
+    any: only those Ray registered when the run has its snapshot, broken ones skipped."""
+    registered = registered_checkpoints(run_dir)
+    candidates = []
+    for meta in Path(run_dir).glob(f"checkpoint_*/{meta_name(kind)}"):
+        name = meta.parent.name
+        if registered is not None and RAY_NAME.fullmatch(name) and name not in registered:
+            continue  # Ray's, still being copied or being deleted (others are written whole)
         try:
             step = int(json.loads(meta.read_text())["step"])
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if step >= best_step:
-            best, best_step = meta.parent, step
-    return best
+        candidates.append((step, meta.parent.name, meta.parent))
+    for _, _, folder in sorted(candidates, reverse=True):
+        if state_problem(folder) is None:
+            return folder
+    return None
 
 
 def check_resume(

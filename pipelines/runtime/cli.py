@@ -260,7 +260,8 @@ def job_error(e: BaseException) -> Exception | None:
     the user's mistake (a dataset, a cluster address, a tracking URI), raised in the driver or
     inside Ray Train's workers; None for anything else, which the CLI lets through."""
     if isinstance(e, (DatasetError, ClusterError, TrackingError)):
-        return e
+        cause = getattr(e, "cause", None)  # a Ray task's error (ray::f() traceback...): its own
+        return cause if isinstance(cause, Exception) else e
     return dataset_error(e)
 
 

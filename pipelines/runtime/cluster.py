@@ -104,8 +104,20 @@ def in_job_scratch(path: str | os.PathLike) -> Path | None:
     return scratch if resolved == scratch or scratch in resolved.parents else None
 
 
-def check_job_output(path: str | os.PathLike, what: str) -> None:
-    """A ClusterError when `path`, an output of the job, is in the job's temporary directory."""
+def check_job_output(path: str | os.PathLike | None, what: str) -> None:
+    """A ClusterError when `path`, an output of the job, cannot be written where it is (under a
+    regular file, or in /proc or /sys) or is in the job's temporary directory; None: no output."""
+    if path is None or "://" in str(path):
+        return
+    resolved = Path(path).expanduser().resolve()
+    for virtual in (Path("/proc"), Path("/sys")):
+        if resolved == virtual or virtual in resolved.parents:
+            raise ClusterError(
+                f"{what} {path}: inside {virtual}, a virtual file system; give a folder on a disk"
+            )
+    above = next((p for p in resolved.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ClusterError(f"{what} {path}: {above} is a file, not a folder")
     scratch = in_job_scratch(path)
     if scratch is not None:
         raise ClusterError(

@@ -4,11 +4,12 @@
 recorded frame, with every field the seed lists (`LOG_FIELDS`) plus the candidates'
 propensities, the selected candidate and the `collection_id` of the `flywheel collect` run that
 wrote it. It is **append-only and never rewritten**: `PropensityLog` opens it with `O_APPEND`
-and writes each line with one `write` of the whole line, then fsyncs it. A `kill -9` cannot
-split a `write` to a local file, so after one the log ends with the last complete line, and a
-rerun appends after it. A torn last line (power loss, a full disk) is never repaired: opening
-the log for appending refuses it (one line naming the file and line), and so does every
-reader, because silently skipping it would hide a frame's propensity.
+and writes each line with one `write` of the whole line, then fsyncs it (and the folder once,
+when it creates the file). A `kill -9` cannot split a `write` to a local file, so after one the
+log ends with the last complete line, and a rerun appends after it. A torn last line (power
+loss, a full disk) is never repaired: opening the log for appending refuses it (one line naming
+the file and line), and so does every reader, because silently skipping it would hide a
+frame's propensity.
 
 A rerun after an interrupted collection appends lines whose `collection_id` differs from the
 lines the interrupted run left; `meta/collect.json` names the run the dataset's frames came
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.dataset import DatasetError
+from pipelines.dataset import DatasetError, fsync_path
 from pipelines.selection.selector import MODES
 
 LOG_NAME = "action_propensity_log.jsonl"
@@ -103,8 +104,15 @@ class PropensityLog:
         self.path = log_path(root)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = check_complete(self.path)
+        created = not self.path.exists()
         self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.lines = lines
+        if created:  # the new file's name, too, must survive a power loss
+            try:
+                fsync_path(self.path.parent)
+            except BaseException:
+                self.close()
+                raise
 
     def append(self, entry: dict) -> None:
         data = (json.dumps(entry, allow_nan=False, separators=(",", ":")) + "\n").encode()

@@ -20,7 +20,7 @@ from pathlib import Path
 import ray.tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
-from pipelines.dataset import DatasetError, LeRobotDataset, atomic_write_json
+from pipelines.dataset import DatasetError, LeRobotDataset, atomic_write_json, fsync_path
 from pipelines.evaluation import run as evaluate_policies
 from pipelines.labeling import LabelConfig
 from pipelines.labeling import run as label_dataset
@@ -96,8 +96,9 @@ class AwbcSweep(SweepKind):
 
 def copy_dataset(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """A private copy of a dataset: videos hard-linked (copied across file systems), every
-    other file copied. Built beside `dst` and renamed into place, so a copy interrupted halfway
-    is started again, and a finished one is kept."""
+    other file copied. Built beside `dst`, fsynced (files and folders), renamed into place and
+    the parent folder fsynced, so a copy interrupted halfway (or by a power loss) is started
+    again, and a finished one is kept whole."""
     src, dst = Path(src), Path(dst)
     if dst.exists():
         return dst
@@ -115,7 +116,12 @@ def copy_dataset(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         shutil.copy2(a, b)
 
     shutil.copytree(src, tmp, copy_function=link_or_copy)
+    for folder, _dirs, files in os.walk(tmp):  # the copy's data and names, before the rename
+        for name in files:
+            fsync_path(os.path.join(folder, name))
+        fsync_path(folder)
     os.replace(tmp, dst)
+    fsync_path(dst.parent)
     return dst
 
 

@@ -42,5 +42,13 @@ class EpisodeVideos:
             w.abort()
 
     def close(self) -> None:
-        for w in self.writers.values():
-            w.close()
+        """Close every camera's writer; when one fails, the others are aborted (their
+        temporaries removed, their encoders flushed no further) before the error goes on."""
+        writers = list(self.writers.values())
+        for i, w in enumerate(writers):
+            try:
+                w.close()
+            except BaseException:
+                for rest in writers[i + 1 :]:
+                    rest.abort()
+                raise

@@ -116,7 +116,7 @@ def test_arm_specs_and_prompts():
     src, opts = evaluate.parse_arm("runs/awbc/checkpoint_000003#prompt=negative#cfg=1.5#name=neg")
     assert src == "runs/awbc/checkpoint_000003"
     assert (opts.prompt, opts.cfg_scale, opts.name) == ("negative", 1.5, "neg")
-    assert evaluate.parse_arm("controller:expert")[1].prompt == "positive"
+    assert evaluate.parse_arm("controller:expert")[1].prompt is None  # the checkpoint's
     for bad in ("x#cfg=abc", "x#colour=red", "x#cfg", "x#cfg=-1"):
         with pytest.raises(DatasetError):
             evaluate.parse_arm(bad)
@@ -134,3 +134,78 @@ def test_arm_specs_and_prompts():
     bare = {"tasks": {"0": TASK}, "env": meta["env"]}
     with pytest.raises(DatasetError, match="carry no advantage labels"):
         evaluate.resolve_prompt("positive", bare)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def policy_checkpoint(folder, conditioning: str | None, step: int = 1):
+    """A tiny real `policy` checkpoint trained (on paper) with `conditioning`."""
+    import torch
+
+    from pipelines.policy.model import ChunkPolicy, PolicyConfig
+    from pipelines.runtime.checkpoints import write_checkpoint
+
+    config = PolicyConfig(
+        cameras=["observation.images.front"], chunk_size=5, image_size=16, hidden_dim=16
+    )
+    torch.manual_seed(0)
+    meta = {
+        "kind": "policy",
+        "step": step,
+        "model": config.to_dict(),
+        "tasks": {str(k): v for k, v in BINARY.items()},
+        "n_action_steps": 5,
+        "env": {"task": "reach_grasp", "image_size": 16, "fps": 10, "action_mode": "joint"},
+    }
+    if conditioning is not None:
+        meta["conditioning"] = conditioning
+    folder.mkdir(parents=True)
+    write_checkpoint(folder, "policy", {"model": ChunkPolicy(config).state_dict()}, meta)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "conditioning, wanted",
+    [("none", TASK), ("prompt", BINARY[1]), (None, BINARY[1])],
+)
+def test_the_default_prompt_is_the_one_the_checkpoint_was_trained_with(
+    tmp_path, conditioning, wanted
+):
+    path = policy_checkpoint(tmp_path / "ckpt", conditioning)
+    loaded = evaluate.load_source(str(path), evaluate.ArmOptions())
+    assert (loaded.prompt, loaded.bare_prompt) == (wanted, TASK)
+    assert evaluate.EvalConfig(checkpoint=str(path)).prompt is None
+    explicit = evaluate.load_source(str(path), evaluate.ArmOptions(prompt="negative"))
+    assert explicit.prompt == BINARY[0]  # an explicit --prompt still wins
+    meta = {"tasks": {"0": TASK}, "env": {"task": "reach_grasp"}}  # unlabeled, no conditioning
+    assert evaluate.resolve_prompt(None, meta) == (TASK, TASK)
+
+
+def test_a_run_folder_skips_a_partial_newest_checkpoint(tmp_path):
+    from pipelines.runtime.checkpoints import CHECKPOINT_STATE
+
+    run = tmp_path / "run"
+    good = policy_checkpoint(run / "checkpoint_a", "none", step=1)
+    partial = policy_checkpoint(run / "checkpoint_b", "none", step=2)
+    data = (partial / CHECKPOINT_STATE).read_bytes()
+    (partial / CHECKPOINT_STATE).write_bytes(data[: len(data) // 2])  # Ray's copy, mid-way
+    assert evaluate.load_source(str(run), evaluate.ArmOptions()).source == str(good)
+    (good / CHECKPOINT_STATE).write_bytes(b"")
+    with pytest.raises(DatasetError, match="no loadable policy checkpoint"):
+        evaluate.load_source(str(run), evaluate.ArmOptions())
+
+
+def test_a_corrupt_checkpoint_given_directly_is_one_line(tmp_path, capsys):
+    from pipelines import eval_policy
+    from pipelines.runtime.checkpoints import CHECKPOINT_STATE
+
+    path = policy_checkpoint(tmp_path / "ckpt", "none")
+    data = (path / CHECKPOINT_STATE).read_bytes()
+    (path / CHECKPOINT_STATE).write_bytes(data[: len(data) - 100])
+    report = tmp_path / "out" / "report.json"
+    code = eval_policy.main([str(path), "--no-mlflow", "--report", str(report)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{path / CHECKPOINT_STATE}: not a loadable checkpoint state" in err
+    assert not (tmp_path / "out").exists()

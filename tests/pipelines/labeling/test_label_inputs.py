@@ -48,7 +48,7 @@ def _set(t: pa.Table, name: str, values) -> pa.Table:
             ["--stage-nums", "2"],
             r"episode_000004.parquet: episode 4 frame 3: stage_progress_gt=1.5 is outside \[0, 1\]",
         ),
-        ("unreadable", [], r"episode_000004.parquet: unreadable parquet file"),
+        ("unreadable", [], r"episode_000004.parquet: unreadable parquet footer"),
         ("empty", [], r"data: no chunk-\*/\*.parquet files \(empty dataset\)$"),
         ("no-info", [], r"meta/info.json: missing \(not a LeRobot dataset\)$"),
         (

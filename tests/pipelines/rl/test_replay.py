@@ -137,3 +137,11 @@ def test_uint8_images_cost_what_they_weigh():
     buf = ReplayBuffer(1000, spec, 4)
     per_frame = buf.bytes_per_frame()
     assert 64 * 64 * 3 + 24 <= per_frame <= 64 * 64 * 3 + 24 + 64
+
+
+def test_frame_nbytes_is_what_a_buffer_allocates():
+    from pipelines.rl.replay import frame_nbytes
+
+    for spec in (SPEC, {"observation.images.front": ((128, 128, 3), "uint8"),
+                        "features": ((64,), "float16")}):  # fmt: skip
+        assert frame_nbytes(spec, 4) == ReplayBuffer(100, spec, 4).bytes_per_frame()
