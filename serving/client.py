@@ -17,7 +17,11 @@ names the last failure. Every attempt has a timeout (`timeout_s`), so no call ha
 
 `retried` counts the retries a client made, `statuses` the HTTP statuses it saw.
 
-An `HTTPRewardClient` keeps one keep-alive connection: use one per thread.
+An `HTTPRewardClient` keeps one keep-alive connection: use one per thread. It speaks the URL's
+scheme (`https://` with TLS, certificates verified; any other scheme is refused), and sends
+the endpoint's token (`token=`, else the environment's FLYWHEEL_REWARD_TOKEN) as
+`Authorization: Bearer`. A 401 (no or a wrong token) and an answer that is not the endpoint's
+JSON raise `RewardUnavailable` at once, without retries.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import random
+import ssl
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -35,7 +41,7 @@ import ray.exceptions as rex
 from ray import serve
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
-from serving.config import APP_NAME
+from serving.config import APP_NAME, TOKEN_ENV
 from serving.request_body import (
     JSON_TYPE,
     NPY_TYPE,
@@ -88,13 +94,18 @@ class HTTPRewardClient(_Retrying):
         timeout_s: float = 5.0,
         body: str = "json",
         cameras: list[str] | None = None,
+        token: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ):
         super().__init__(retries, backoff_s, deadline_s, timeout_s)
         if body not in ("json", "npy"):
             raise ValueError(f"body {body!r}: 'json' or 'npy'")
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.path = parts.path or "/"
+        self.url = url
+        self.scheme, self.host, self.port, self.path = parse_url(url)
+        self.ssl_context = ssl_context or (
+            ssl.create_default_context() if self.scheme == "https" else None
+        )
+        self.headers = auth_headers(token)
         self.body = body
         self.cameras = cameras
         self.statuses: Counter = Counter()
@@ -107,8 +118,17 @@ class HTTPRewardClient(_Retrying):
 
     def _request(self, method: str, body: bytes | None, content_type: str) -> tuple[int, bytes]:
         if self._conn is None:
-            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
-        headers = {"Content-Type": content_type} if body is not None else {}
+            if self.scheme == "https":
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout_s, context=self.ssl_context
+                )
+            else:
+                self._conn = http.client.HTTPConnection(
+                    self.host, self.port, timeout=self.timeout_s
+                )
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = content_type
         try:
             self._conn.request(method, self.path, body=body, headers=headers)
             response = self._conn.getresponse()
@@ -126,18 +146,39 @@ class HTTPRewardClient(_Retrying):
             attempt += 1
             try:
                 status, data = self._request(method, body, content_type)
+            except ssl.SSLCertVerificationError as e:  # the same certificate next time
+                raise RewardUnavailable(f"reward endpoint {self.url}: {_why(e)}") from None
             except (OSError, http.client.HTTPException) as e:
                 self.statuses["connection error"] += 1
                 self.wait(attempt, started, f"{type(e).__name__}: {e}")
                 continue
             self.statuses[status] += 1
             if status == 200:
-                return json.loads(data)
+                return self._answer(data)
             reason = error_text(data)
+            if status in (401, 403):
+                raise RewardUnavailable(
+                    f"reward endpoint {self.url}: HTTP {status} {reason} (its token: "
+                    f"{TOKEN_ENV}, or token=)"
+                )
             if status in RETRY_STATUSES:
                 self.wait(attempt, started, f"HTTP {status} {reason}")
                 continue
             raise RewardRequestError(f"HTTP {status}: {reason}")
+
+    def _answer(self, data: bytes) -> dict:
+        """A 200's body: the endpoint's JSON object, or RewardUnavailable naming what came."""
+        try:
+            answer = json.loads(data)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            answer = None
+        if not isinstance(answer, dict):
+            start = " ".join(data[:80].decode(errors="replace").split())
+            raise RewardUnavailable(
+                f"reward endpoint {self.url}: HTTP 200 but not its JSON answer ({start!r}): "
+                "is this URL the reward endpoint?"
+            )
+        return answer
 
     def info(self) -> dict:
         """GET /reward: the model's name, cameras, image size, threshold, batching."""
@@ -155,6 +196,29 @@ class HTTPRewardClient(_Retrying):
         """{camera: uint8 H x W x 3} -> {"probability", "success", "threshold", "model"}."""
         body, content_type = self.encode(images)
         return self._call("POST", body, content_type)
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, path) of an http:// or https:// URL; a ValueError of one line for
+    any other."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"reward URL {url!r}: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"reward URL {url!r}: http:// or https:// only")
+    if not parts.hostname:
+        raise ValueError(f"reward URL {url!r}: no host")
+    default = 443 if scheme == "https" else 80
+    return scheme, parts.hostname, port or default, parts.path or "/"
+
+
+def auth_headers(token: str | None = None) -> dict[str, str]:
+    """The endpoint's `Authorization` header for `token` (else the environment's TOKEN_ENV)."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV)
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def _refused(e: Exception) -> Exception:

@@ -7,7 +7,10 @@ what is wrong; `build_app` and `serve_reward` call them before anything is deplo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, fields, replace
 
 import ray
 
@@ -16,6 +19,8 @@ from pipelines.runtime.flags import FlagConfig, flag, section
 APP_NAME = "reward"
 ROUTE = "/reward"
 DEPLOYMENT = "RewardClassifier"  # the Serve deployment's name (serve status, config overrides)
+TOKEN_ENV = "FLYWHEEL_REWARD_TOKEN"  # the bearer token, for the endpoint and its clients
+MIN_TOKEN_CHARS = 16
 
 
 def gpu_count(text: str) -> float | str:
@@ -49,6 +54,12 @@ class RewardAppConfig:
     )
     threads: int | None = flag(None, "torch threads per replica; none: one per CPU")
     resize: bool = flag(False, "accept other image sizes and resize")
+    token: str | None = flag(
+        None,
+        f"bearer token every request must send (better: the {TOKEN_ENV} environment variable, "
+        "which the command line does not show)",
+    )
+    require_token: bool = flag(False, f"refuse to start without a token (--token or {TOKEN_ENV})")
 
     @classmethod
     def from_args(cls, args: dict) -> RewardAppConfig:
@@ -95,6 +106,37 @@ class RewardAppConfig:
             raise ValueError(f"num_cpus {self.num_cpus}: >= 0")
         if self.num_gpus != "auto" and not float(self.num_gpus) >= 0:
             raise ValueError(f"num_gpus {self.num_gpus!r}: 'auto' or >= 0")
+        if self.threads is not None and (
+            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1
+        ):
+            raise ValueError(
+                f"threads {self.threads!r}: an integer >= 1 (or leave it out: one per CPU)"
+            )
+        token = self.resolved_token()
+        if self.require_token and token is None:
+            raise ValueError(
+                f"require_token: no token; set {TOKEN_ENV} (e.g. to `openssl rand -hex 32`) "
+                "where the application is built, or give --token"
+            )
+        if token is not None and (
+            len(token) < MIN_TOKEN_CHARS
+            or not token.isascii()
+            or not token.isprintable()
+            or any(c.isspace() for c in token)
+        ):
+            raise ValueError(
+                f"token (--token or {TOKEN_ENV}): at least {MIN_TOKEN_CHARS} printable ASCII "
+                "characters without spaces (e.g. `openssl rand -hex 32`)"
+            )
+
+    def resolved_token(self) -> str | None:
+        """The token requests must send: `token`, else the environment's TOKEN_ENV, else None."""
+        token = self.token if self.token is not None else os.environ.get(TOKEN_ENV)
+        return token or None
+
+    def with_token(self) -> RewardAppConfig:
+        """This config with its token resolved here (the replicas may run elsewhere)."""
+        return replace(self, token=self.resolved_token())
 
     def gpus(self) -> float:
         if self.num_gpus != "auto":
@@ -142,7 +184,8 @@ class ServeConfig(FlagConfig):
     ray_address: str | None = flag(None, "a Ray cluster to join; none: start a local one")
 
     def validate(self) -> None:
-        """The ports (the application is `app.validate`'s)."""
+        """The host and ports (the application is `app.validate`'s)."""
+        check_host(self.host)
         if not 1 <= self.port <= 65535:
             raise ValueError(f"--port {self.port}: 1 to 65535")
         port = self.direct_port
@@ -153,6 +196,20 @@ class ServeConfig(FlagConfig):
         if self.app.min_replicas == 0:
             raise ValueError(f"--direct-port {port}: needs a replica running (--min-replicas >= 1)")
 
+    def warnings(self) -> list[str]:
+        """What a user should know before serving: an endpoint reachable from other machines,
+        and whether it asks for a token."""
+        if is_loopback(self.host):
+            return []
+        guard = (
+            "requests must send its token"
+            if self.app.resolved_token()
+            else f"anyone who reaches it can use it: set {TOKEN_ENV} (or --token)"
+        )
+        return [
+            f"--host {self.host} is not loopback: other machines can reach the endpoint; {guard}"
+        ]
+
     def url_host(self) -> str:
         """`host` as it goes in a URL (IPv6 in brackets)."""
         return f"[{self.host}]" if ":" in self.host else self.host
@@ -160,3 +217,28 @@ class ServeConfig(FlagConfig):
     def url(self) -> str:
         """The endpoint's URL through Serve's proxy."""
         return f"http://{self.url_host()}:{self.port}{self.route_prefix}"
+
+
+def check_host(host: str) -> None:
+    """A ValueError of one line unless `host` is an IP address or a name this machine resolves."""
+    try:
+        ipaddress.ip_address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as e:
+        why = " ".join(str(e).split())[:120]
+        raise ValueError(
+            f"--host {host!r}: not an IP address, nor a host name this machine resolves ({why})"
+        ) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

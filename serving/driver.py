@@ -20,17 +20,20 @@ which is not public API: Ray is pinned at 2.60.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import http.client
 import os
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import ray
 from ray import serve
 
 from pipelines.classifier.model import KIND, load_reward_model
-from pipelines.runtime.checkpoints import read_meta
+from pipelines.dataset import DatasetError
+from pipelines.runtime.checkpoints import CHECKPOINT_STATE, read_meta
 from pipelines.runtime.cluster import ClusterError, connect, quiet
 from serving.config import ServeConfig
 from serving.deployment import reward_app
@@ -39,8 +42,18 @@ CONTROLLER = "SERVE_CONTROLLER_ACTOR"
 
 
 def check_checkpoint(path: str) -> None:
-    """A one-line DatasetError for anything but a classifier checkpoint."""
+    """A one-line DatasetError for anything but a classifier checkpoint whose state loads (a
+    corrupt or truncated `state.pt` is found here, not in a replica that fails again and
+    again)."""
     read_meta(path, KIND)
+    import torch
+
+    state = Path(path) / CHECKPOINT_STATE
+    try:
+        torch.load(state, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # torch reports a damaged file in many ways
+        why = " ".join(str(e).split())[:160] or type(e).__name__
+        raise DatasetError(f"{state}: unreadable, the checkpoint is damaged ({why})") from None
 
 
 def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
@@ -93,12 +106,17 @@ def serve_reward(cfg: ServeConfig, loader: Callable = load_reward_model):
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether host:port can be bound; a ValueError of one line when the host cannot be bound
+    at all (not an address of this machine), which is not a port in use."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return False
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            why = e.strerror or " ".join(str(e).split())
+            raise ValueError(f"--host {host}: cannot listen on {host}:{port} ({why})") from None
     return True
 
 

@@ -6,7 +6,10 @@ asks, over HTTP or through a `DeploymentHandle`, are batched together with `@ser
 (`max_batch_size`, `batch_wait_timeout_s`); `max_ongoing_requests` is kept at least
 `max_batch_size`, or a batch could never fill.
 
-HTTP (the proxy binds 127.0.0.1 unless `--host` is given; `--port`, default 8000):
+HTTP (the proxy binds 127.0.0.1 unless `--host` is given, with a warning for any address other
+machines reach; `--port`, default 8000). With a token (`--token`, or better the environment's
+FLYWHEEL_REWARD_TOKEN), every request must send `Authorization: Bearer <token>` or is answered
+401 before its body is read, `GET` included:
 
 * `POST /reward`, a JSON body `{"images": {"observation.images.front": "<base64 PNG or JPEG>",
   ...}}` (cameras by feature key or short name, `front`), or a raw uint8 `.npy` body holding
@@ -35,6 +38,7 @@ KubeRay RayService's `serveConfigV2`; `flywheel serve-reward` builds the same ap
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Sequence
 
@@ -51,7 +55,8 @@ def build_app(args: dict):
     """Serve application builder (`import_path: serving.reward:build_app`).
 
     The args are checked, and the checkpoint is read, before anything is deployed: a
-    ValueError of one line naming what is wrong.
+    ValueError of one line naming what is wrong. With `require_token: true` (the shipped
+    config), FLYWHEEL_REWARD_TOKEN must be set where the application is built.
     """
     cfg = RewardAppConfig.from_args(dict(args))
     try:
@@ -105,6 +110,8 @@ def serve_until_stopped() -> None:
 
 def main(argv: Sequence[str] | None = None, prog: str = "flywheel serve-reward") -> int:
     cfg = build_parser(prog).parse_config(argv, ServeConfig.from_flags)
+    for warning in cfg.warnings():
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
     if run_job(serve_reward, cfg, prog, errors=(ValueError,)) is None:
         return 2
     report(cfg)

@@ -37,6 +37,12 @@ from tests.clusters.common import (
     pyproject,
     version_tuple,
 )
+from tests.clusters.reward_security import (
+    CR_NAME,
+    SERVE_PORT,
+    network_policy_problems,
+    reward_token_problems,
+)
 
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11")
 
@@ -73,6 +79,8 @@ def kuberay_problems(doc: dict, pinned: str, names: dict[str, set[str]]) -> list
     name = (doc.get("metadata") or {}).get("name", "")
     if kind == "PersistentVolumeClaim":
         return _volume_claim_problems(doc, name)
+    if kind == "NetworkPolicy":
+        return network_policy_problems(doc, name, names)
     if kind not in SCHEMA_FILES:
         return [f"kind {kind!r}: not a KubeRay resource (RayCluster, RayJob, RayService)"]
     problems = []
@@ -95,6 +103,7 @@ def kuberay_problems(doc: dict, pinned: str, names: dict[str, set[str]]) -> list
         problems += _ray_job_problems(spec, names)
     if kind == "RayService":
         problems += serve_config_problems(spec.get("serveConfigV2"))
+        problems += reward_token_problems(spec, names)
     for where, image in _images(doc):
         problems += image_problems(image, where, pinned)
     return problems
@@ -448,6 +457,73 @@ def _gpu_group(doc: dict) -> dict:
     ],
 )
 def test_a_broken_manifest_is_caught(kind, name, break_it, problem):
+    doc = _named(kind, name)
+    break_it(doc)
+    problems = kuberay_problems(doc, pinned_ray_version(), defined_names(kuberay_documents()))
+    assert any(problem in p for p in problems), problems
+
+
+def test_the_reward_service_requires_its_token_and_a_network_policy_guards_it():
+    docs = kuberay_documents()
+    (policy,) = [d for _, d in docs if d["kind"] == "NetworkPolicy"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == {CR_NAME: "flywheel-reward"}
+    serve_port = [r for r in policy["spec"]["ingress"] if SERVE_PORT in _ports(r)]
+    assert serve_port and all(r["from"] for r in serve_port)
+    service = _named("RayService", "flywheel-reward")
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    assert app["args"]["require_token"] is True
+    assert reward_token_problems(service["spec"], defined_names(docs)) == []
+
+
+def _ports(rule: dict) -> list:
+    return [p.get("port") for p in rule.get("ports") or []]
+
+
+def _serve_args(doc: dict) -> dict:
+    config = yaml.safe_load(doc["spec"]["serveConfigV2"])
+    return config, config["applications"][0]["args"]
+
+
+def _without_token(doc: dict) -> None:
+    config, args = _serve_args(doc)
+    args.pop("require_token")
+    doc["spec"]["serveConfigV2"] = yaml.safe_dump(config)
+
+
+@pytest.mark.parametrize(
+    "kind, name, break_it, problem",
+    [
+        ("RayService", "flywheel-reward", _without_token, "require_token must be true"),
+        (
+            "RayService",
+            "flywheel-reward",
+            lambda d: d["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"][
+                "containers"
+            ][0].pop("env"),
+            "headGroupSpec: FLYWHEEL_REWARD_TOKEN must come from a Secret",
+        ),
+        (
+            "NetworkPolicy",
+            "flywheel-reward",
+            lambda d: d["spec"]["ingress"][1].pop("from"),
+            "open to every source",
+        ),
+        (
+            "NetworkPolicy",
+            "flywheel-reward",
+            lambda d: d["spec"]["ingress"][1]["from"].append({"namespaceSelector": {}}),
+            "port 8000 open to more than selected pods",
+        ),
+        (
+            "NetworkPolicy",
+            "flywheel-reward",
+            lambda d: d["spec"]["podSelector"]["matchLabels"].update({CR_NAME: "other"}),
+            "no RayService of that name",
+        ),
+        ("NetworkPolicy", "flywheel-reward", lambda d: d["spec"].pop("policyTypes"), "Ingress"),
+    ],
+)
+def test_a_broken_token_or_network_policy_is_caught(kind, name, break_it, problem):
     doc = _named(kind, name)
     break_it(doc)
     problems = kuberay_problems(doc, pinned_ray_version(), defined_names(kuberay_documents()))

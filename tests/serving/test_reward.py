@@ -481,3 +481,77 @@ def _replica_pids(root: int) -> list[int]:
             except OSError:
                 continue
     return sorted(found)
+
+
+# ----------------------------------------------------------------------------- hostile requests
+
+
+def _chunked_post(port: int, path: str, chunks, headers: dict) -> tuple[int, bytes]:
+    """POST a chunked body (no Content-Length); the server may answer before it is all sent."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.putrequest("POST", path)
+        for k, v in {**headers, "Transfer-Encoding": "chunked"}.items():
+            conn.putheader(k, v)
+        conn.endheaders()
+        with contextlib.suppress(OSError):  # the server may close once it has refused
+            for chunk in chunks:
+                conn.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_a_token_guarded_endpoint_refuses_hostile_requests_over_http(endpoint, tmp_path):
+    """A second application on the same proxy, with a token and --resize: 401 before anything
+    else (GET tells nothing), then 400s for a deep JSON, an empty .npy image and a PNG bomb, 413
+    for a chunked body past the limit; a client with the token is answered."""
+    from ray import serve
+
+    from serving.deployment import reward_app
+    from tests.serving.test_hardening import json_of, npy_header, png_declaring
+
+    token = "integration-token-0123456789"
+    model = RewardClassifier(ClassifierConfig(cameras=CAMS, image_size=SIZE))
+    checkpoint = save_model(tmp_path / "ckpt", model, name="guarded")
+    app = RewardAppConfig(checkpoint=checkpoint, num_cpus=0, threads=1, resize=True, token=token)
+    route = "/reward-guarded"
+    serve.run(reward_app(app, SlowLoader(0.0)), name="guarded", route_prefix=route)
+    try:
+        url = f"http://127.0.0.1:{endpoint.port}{route}"
+        status, data = _post(endpoint.port, b"", "GET", route)
+        assert status == 401 and b"cameras" not in data and b"guarded" not in data
+        stranger = HTTPRewardClient(url, token="", **PATIENT)
+        with pytest.raises(RewardUnavailable, match="HTTP 401"):
+            stranger.score(_frames(0))
+        assert stranger.retried == 0
+        robot = HTTPRewardClient(url, token=token, **PATIENT)
+        assert robot.info()["model"] == "guarded@0 (small_convnet)"
+        assert 0 <= robot.score(_frames(0, 96))["probability"] <= 1  # resized
+        bearer = {"Authorization": f"Bearer {token}"}
+        bomb = png_declaring(8192, 8192)
+        for body, message in [
+            (b'{"images": ' * 100_000 + b"}" * 100_000, "brackets"),
+            (npy_header((2, 1, 0, 3)), "0x1, an empty image"),
+            (npy_header((2, 100_000, 100_000, 3)), "far above"),
+            (json_of({"top": bomb, "side": bomb}), "the model takes"),
+            (json_of({"front": bomb, "wrist": bomb}), "8192x8192, far above"),
+        ]:
+            conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=120)
+            try:
+                conn.request("POST", route, body=body, headers=bearer)
+                response = conn.getresponse()
+                status, data = response.status, response.read()
+            finally:
+                conn.close()
+            assert status == 400 and message in json.loads(data)["error"], (message, data)
+        mib = bytes(2**20)
+        status, data = _chunked_post(endpoint.port, route, [mib] * 24, bearer)
+        assert status == 413, data
+        status, _ = _chunked_post(endpoint.port, route, [mib] * 24, {})
+        assert status == 401
+        assert robot.score(_frames(1))["model"]  # still serving
+    finally:
+        serve.delete("guarded")

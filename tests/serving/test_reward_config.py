@@ -65,7 +65,8 @@ def test_the_walk_catches_misspelled_keys():
     ]
 
 
-def test_reward_yaml_is_a_valid_serve_config_that_builds(tmp_path):
+def test_reward_yaml_is_a_valid_serve_config_that_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_REWARD_TOKEN", "a-token-of-the-test-0123456789")
     doc = yaml.safe_load(CONFIG.read_text())
     ServeDeploySchema.model_validate(doc)
     assert strict_walk(doc, ServeDeploySchema, "reward.yaml") == []
@@ -79,6 +80,7 @@ def test_reward_yaml_is_a_valid_serve_config_that_builds(tmp_path):
             deployment.get("max_ongoing_requests", args.max_ongoing_requests) >= args.max_batch_size
         )
     assert doc["http_options"]["host"] == "0.0.0.0"  # KubeRay needs every interface
+    assert app["args"]["require_token"] is True  # so a token guards it
 
     checkpoint = save_model(
         tmp_path / "ckpt",
@@ -96,6 +98,9 @@ def test_reward_yaml_is_a_valid_serve_config_that_builds(tmp_path):
         build_app({"checkpoint": checkpoint, "max_ongoing_requests": 2})
     with pytest.raises(ValueError, match="give both"):
         build_app({"checkpoint": checkpoint, "min_replicas": 1})
+    monkeypatch.delenv("FLYWHEEL_REWARD_TOKEN")
+    with pytest.raises(ValueError, match="require_token: no token; set FLYWHEEL_REWARD_TOKEN"):
+        build_app({**app["args"], "checkpoint": checkpoint})
 
 
 def test_reward_yaml_is_a_rayservice_serve_config_v2():
