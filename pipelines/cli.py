@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 from pipelines.runtime.cluster import exit_process
@@ -11,6 +12,7 @@ from pipelines.runtime.cluster import exit_process
 COMMANDS = {
     "demo": ("pipelines.demo", "build a small dataset and run the flywheel over it"),
     "synth": ("pipelines.synth", "simulated SO-101 episodes as a LeRobot v2.1/v3.0 dataset"),
+    "outcomes": ("pipelines.outcomes", "each episode's success flag (episode_success), in place"),
     "label": ("pipelines.label", "Stage-0 GT labeling: progress -> advantage -> task_index"),
     "train-estimator": ("pipelines.train_estimator", "Stage 1: train the advantage estimator"),
     "estimate": ("pipelines.estimate", "Stage 2: label a dataset with the estimator"),
@@ -31,8 +33,16 @@ COMMANDS = {
 }
 
 
+def version() -> str:
+    """The installed distribution's version (robot-flywheel)."""
+    try:
+        return importlib.metadata.version("robot-flywheel")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown (not installed)"
+
+
 def usage() -> str:
-    lines = ["usage: flywheel <command> [options]", "", "commands:"]
+    lines = ["usage: flywheel [--version] <command> [options]", "", "commands:"]
     lines += [f"  {name:<16} {text}" for name, (_, text) in COMMANDS.items()]
     lines.append("\n`flywheel <command> --help` describes a command's options.")
     return "\n".join(lines)
@@ -43,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        print(f"flywheel {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"flywheel: error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)

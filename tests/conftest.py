@@ -53,3 +53,18 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def fsyncs(monkeypatch):
+    """The paths fsynced while the test runs, in order (FLYWHEEL_FSYNC on, os.fsync recorded)."""
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setenv("FLYWHEEL_FSYNC", "1")
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced

@@ -7,12 +7,14 @@ import time
 from pipelines import labeling
 
 
-def wait_until(predicate, timeout: float = 120.0, poll: float = 0.01) -> bool:
-    """Poll `predicate` until it holds; the timeout is a liveness bound, not a speed claim."""
+def wait_until(predicate, timeout: float = 120.0, poll: float = 0.01):
+    """Poll `predicate` until it holds and return its (truthy) value, or False at the timeout
+    (a liveness bound, not a speed claim)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return True
+        value = predicate()
+        if value:
+            return value
         time.sleep(poll)
     return False
 

@@ -4,7 +4,7 @@ Floors, from the ground up; a module imports only its own floor and the floors b
 
     0 ground floor   pipelines.{dataset,runtime,vision,simulator}
     1 families       pipelines.{labeling,estimator,classifier,policy,evaluation,rl,selection,
-                     synthesis}
+                     synthesis,recap}
     2 serving        serving (the endpoint's library; its job module is on floor 5)
     3 actors         actors (online workers beside their drivers)
     4 compositions   pipelines.{sweeps,demo_steps}: drivers that run other families' drivers
@@ -40,6 +40,7 @@ FLOORS = [
                 "rl",
                 "selection",
                 "synthesis",
+                "recap",
             )
         ),
     ),

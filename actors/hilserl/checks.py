@@ -12,13 +12,10 @@ checkpoint.
 
 from __future__ import annotations
 
-import http.client
-import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ray import serve
 
@@ -36,7 +33,7 @@ from pipelines.runtime.training import flat_fields
 from pipelines.simulator import kinematics as kin
 from pipelines.simulator.env import SO101Env
 from pipelines.simulator.tasks import CAMERAS, TASKS
-from serving.client import auth_headers
+from serving.client import HTTPRewardClient
 
 SIM_CAMERAS = list(CAMERAS)
 ACTION_DIM = 4  # dx, dy, dz, gripper (the ee_delta action every collector sends)
@@ -361,20 +358,12 @@ def check_run(cfg: HilserlConfig, settings: dict) -> dict | None:
 
 def _endpoint_info(cfg: HilserlConfig) -> dict:
     """GET the classifier's description (HTTP) or ask its Serve application (handle)."""
-    if cfg.collector.reward_url:
-        parts = urlsplit(cfg.collector.reward_url)
-        conn = http.client.HTTPConnection(
-            parts.hostname or "127.0.0.1", parts.port or 80, timeout=5
-        )
+    if cfg.collector.reward_url:  # the collectors' own client: TLS for https://, its token
+        client = HTTPRewardClient(cfg.collector.reward_url, retries=0, timeout_s=5.0)
         try:
-            conn.request("GET", parts.path or "/", headers=auth_headers())  # its token
-            response = conn.getresponse()
-            body = response.read()
+            return client.info()
         finally:
-            conn.close()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}")
-        return json.loads(body)
+            client.close()
     handle = serve.get_app_handle(cfg.collector.reward_app)
     return handle.info.remote().result(timeout_s=10)
 

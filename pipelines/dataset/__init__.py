@@ -14,6 +14,7 @@ or a machine that lost power sees either the old or the new file, never a trunca
     stats     per-feature statistics as LeRobot keeps them
     layout    paths and metadata of both versions, `LeRobotDataset` to read them, v2.1 meta
     v30       v3.0 writing: files chunked by size, their metadata, appending an episode
+    outcomes  episode outcomes (`episode_success`) staged into the episodes metadata
     recorder  `EpisodeRecorder`: episodes recorded frame by frame (either version)
     verify    silent corruption: `verify` (every file read whole), `check_footers` (cheap)
 
@@ -64,6 +65,10 @@ from pipelines.dataset.lock import (
     exclusive_writer,
     finish_commit_on_load,
     holds_writer_lock,
+)
+from pipelines.dataset.outcomes import (
+    EPISODE_SUCCESS,
+    stage_episode_outcomes,
 )
 from pipelines.dataset.recorder import (
     EpisodeRecorder,
@@ -127,6 +132,7 @@ __all__ = [
     "DEFAULT_CHUNKS_SIZE",
     "DamagedVideoError",
     "DatasetError",
+    "EPISODE_SUCCESS",
     "EpisodeRecorder",
     "ImageStats",
     "JOURNAL",
@@ -187,6 +193,7 @@ __all__ = [
     "remove_stale_temps",
     "replace_durably",
     "resolve_video_codec",
+    "stage_episode_outcomes",
     "stage_episode_stats",
     "stage_json",
     "stage_jsonl",

@@ -252,6 +252,15 @@ class LeRobotDataset:
             return self.read_episode(episode_index, columns=["frame_index"]).num_rows
         return int(ep["length"])
 
+    def episode_outcome(self, episode_index: int) -> bool | None:
+        """The episode's outcome, its `episode_success` (None where the metadata has none)."""
+        return (self.episodes.get(episode_index) or {}).get(metadata.EPISODE_SUCCESS)
+
+    @property
+    def outcomes(self) -> dict[int, bool | None]:
+        """Every listed episode's outcome (`episode_outcome`), by episode index."""
+        return {ep: self.episode_outcome(ep) for ep in self.episode_indices}
+
     def _v30_episode(self, episode_index: int) -> dict:
         try:
             return self.episodes[episode_index]

@@ -27,6 +27,7 @@ TEMPLATE_FIELDS = {
     "v2.1": {"data_path": {"episode_chunk", "episode_index"}},
     "v3.0": {"data_path": {"chunk_index", "file_index"}},
 }
+EPISODE_SUCCESS = "episode_success"  # an episode's outcome (Evo-RL's field name)
 VIDEO_FIELDS = {
     "v2.1": {"episode_chunk", "episode_index", "video_key"},
     "v3.0": {"chunk_index", "file_index", "video_key"},
@@ -195,7 +196,15 @@ def check_episode(where: str, row: dict) -> int:
         raise DatasetError(f"{where}: episode {ep}: tasks is {_show(tasks)}, not a list of texts")
     if row.get("length") is not None:
         whole_number(f"{where}: episode {ep}", "length", row["length"])
+    check_outcome(f"{where}: episode {ep}", row.get(EPISODE_SUCCESS))
     return ep
+
+
+def check_outcome(where: str, value) -> bool | None:
+    """An episode's `episode_success` (its outcome): true, false or absent (null)."""
+    if value is None or isinstance(value, bool):
+        return value
+    raise DatasetError(f"{where}: {EPISODE_SUCCESS} is {_show(value)}, not true, false or null")
 
 
 def check_task(where: str, row: dict) -> tuple[int, str]:
@@ -253,7 +262,7 @@ def v30_episodes(path: Path, table: pa.Table) -> dict[int, dict]:
     cols = [
         c
         for c in table.column_names
-        if c in ("episode_index", "tasks", "length") or c.startswith(keep)
+        if c in ("episode_index", "tasks", "length", EPISODE_SUCCESS) or c.startswith(keep)
     ]
     out = {}
     for n, row in enumerate(table.select(cols).to_pylist()):

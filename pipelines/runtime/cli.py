@@ -43,8 +43,8 @@ class HelpFormatter(argparse.HelpFormatter):
         text = action.help or ""
         if action.default is argparse.SUPPRESS or action.dest in _OWN:
             return text
-        if not action.option_strings and action.nargs is None:
-            return text  # a required positional has no default
+        if action.required or (not action.option_strings and action.nargs is None):
+            return text  # a required flag or positional has no default
         if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
             return text
         if "%(default)" in text or "default" in text.lower():

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from actors.collection import driver
 from pipelines import collect
 from pipelines.dataset import temp_path_for
@@ -63,31 +61,8 @@ def test_a_second_writer_is_one_line_and_the_first_loses_nothing(tmp_path, capsy
         holder.stdout.close()
 
 
-@pytest.mark.parametrize("where", ["under a file", "in /proc"])
-def test_an_out_that_cannot_be_written_is_one_line_before_any_work(
-    tmp_path, capsys, monkeypatch, where
-):
-    monkeypatch.setattr(driver, "connect", _no_ray)
-    blocker = tmp_path / "a-file"
-    blocker.write_text("mine")
-    out = blocker / "out" if where == "under a file" else Path("/proc/flywheel-collect-out")
-    assert collect.main([str(out), "--episodes", "1"]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("flywheel collect: error: ") and str(out) in line, line
-    assert ("is a file, not a folder" if where == "under a file" else "/proc") in line
-    assert blocker.read_text() == "mine" and _files(tmp_path) == ["a-file"]
-
-
-def test_creating_the_log_fsyncs_its_folder(tmp_path, monkeypatch):
-    synced = []
-    real = os.fsync
-
-    def fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setenv("FLYWHEEL_FSYNC", "1")
-    monkeypatch.setattr(os, "fsync", fsync)
+def test_creating_the_log_fsyncs_its_folder(tmp_path, monkeypatch, fsyncs):
+    synced = fsyncs
     with PropensityLog(tmp_path):
         pass
     assert str(tmp_path) in synced  # the new file's name is durable

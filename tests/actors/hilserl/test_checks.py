@@ -3,26 +3,11 @@ written), replay buffers the node cannot hold are refused, and the recording end
 instead of dropping episodes."""
 
 import pytest
-import torch
 
 from actors.hilserl import checks, driver
 from pipelines import hilserl
-from pipelines.runtime.checkpoints import write_checkpoint
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
-
-
-@pytest.fixture(scope="module")
-def encoder_path(tmp_path_factory):
-    from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
-
-    path = tmp_path_factory.mktemp("enc") / "estimator"
-    path.mkdir()
-    cfg = EstimatorConfig(variant="pi06", cameras=CAMS, image_size=32)
-    torch.manual_seed(0)
-    state = {"model": AdvantageEstimator(cfg).state_dict()}
-    write_checkpoint(path, "estimator", state, {"step": 1, "model": cfg.to_dict()})
-    return path
 
 
 @pytest.fixture()

@@ -5,7 +5,6 @@ import json
 import math
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -18,34 +17,17 @@ from actors.hilserl.learner import learner_actor
 from pipelines import hilserl
 from pipelines.dataset import EpisodeRecorder, LeRobotDataset
 from pipelines.rl.features import load_frozen_encoder
-from pipelines.runtime.checkpoints import write_checkpoint
+from tests.helpers import wait_until
 
 CAMS = ["observation.images.front", "observation.images.wrist"]
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
-def wait_until(predicate, timeout=600.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
-
-
-@pytest.fixture(scope="module")
-def encoder_path(tmp_path_factory):
-    """A (randomly initialised) estimator checkpoint at 32 x 32: a valid frozen encoder."""
-    from pipelines.estimator.model import AdvantageEstimator, EstimatorConfig
-
-    path = tmp_path_factory.mktemp("enc") / "estimator"
-    path.mkdir()
-    cfg = EstimatorConfig(variant="pi06", cameras=CAMS, image_size=32)
-    torch.manual_seed(0)
-    state = {"model": AdvantageEstimator(cfg).state_dict()}
-    write_checkpoint(path, "estimator", state, {"step": 1, "model": cfg.to_dict()})
-    return path
+def eventually(predicate):
+    """`predicate`'s value once it holds (10 minutes at most: a liveness bound)."""
+    value = wait_until(predicate, timeout=600.0, poll=0.2)
+    assert value, "condition not met in time"
+    return value
 
 
 def small(tmp_path, encoder_path, **kw):
@@ -256,7 +238,7 @@ def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, en
         return [e for e in history if e["collector"] == index and e["wall_s"] > after]
 
     try:
-        wait_until(lambda: episodes_from(0) and episodes_from(1))  # two feed one learner
+        eventually(lambda: episodes_from(0) and episodes_from(1))  # two feed one learner
         pid = ray.get(collectors[0].pid.remote())
         os.kill(pid, signal.SIGKILL)
         # Ray restarts it (the call waits for the new process), retries its loop; it sends
@@ -264,7 +246,7 @@ def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, en
         assert ray.get(collectors[0].pid.remote(), timeout=600) != pid
         status = ray.get(learner.status.remote())
         warnings.extend(status["warnings"])  # status() hands each warning out once
-        wait_until(lambda: episodes_from(0, after=status["wall_s"]))
+        eventually(lambda: episodes_from(0, after=status["wall_s"]))
         # collector 1 gone for good: the learner says so and carries on with collector 0
         ray.kill(collectors[1], no_restart=True)
 
@@ -273,11 +255,11 @@ def test_a_killed_collector_comes_back_and_a_silent_one_is_reported(tmp_path, en
             warnings.extend(status["warnings"])
             return 1 in status["silent"] and status
 
-        status = wait_until(reported)
+        status = eventually(reported)
         assert status["silent_collectors"] >= 1
         assert any("collector 1 sent nothing" in w for w in warnings)
         steps = status["env_steps"]
-        wait_until(lambda: ray.get(learner.status.remote())["env_steps"] > steps)
+        eventually(lambda: ray.get(learner.status.remote())["env_steps"] > steps)
     finally:
         for actor in [*collectors, learner]:
             ray.kill(actor, no_restart=True)
@@ -292,13 +274,13 @@ def test_a_killed_learner_resumes_from_its_checkpoint(tmp_path, encoder_path):
     run = collector.run.remote()
     run_dir = tmp_path / "run"
     try:
-        wait_until(lambda: list(run_dir.glob("checkpoint_*")))
+        eventually(lambda: list(run_dir.glob("checkpoint_*")))
         before = ray.get(learner.status.remote())
         os.kill(ray.get(learner.pid.remote()), signal.SIGKILL)
-        resumed = wait_until(lambda: ray.get(learner.resumed.remote()))
+        resumed = eventually(lambda: ray.get(learner.resumed.remote()))
         assert 50 <= resumed["env_steps"] <= before["env_steps"] + 250
         assert resumed["online"] == resumed["env_steps"] and resumed["learner_steps"] > 0
-        wait_until(lambda: ray.get(learner.wait.remote(1.0)))
+        eventually(lambda: ray.get(learner.wait.remote(1.0)))
         assert ray.get(run) >= 1  # the collector carried on to the end
         final = ray.get(learner.finish.remote())
         meta = json.loads((run_dir / final.rsplit("/", 1)[-1] / "hilserl.json").read_text())

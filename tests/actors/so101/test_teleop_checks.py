@@ -1,7 +1,5 @@
 """`flywheel robot teleop`'s options are checked before the arms start; calibrations are durable."""
 
-import os
-
 import pytest
 
 from actors.feetech.calibration import MotorCalibration, calibration_path, save_calibration
@@ -45,15 +43,8 @@ def test_bad_options_are_one_line_before_the_arms_start(
     assert blocker.read_text() == "mine"
 
 
-def test_saving_a_calibration_fsyncs_its_folder(tmp_path, monkeypatch):
-    synced = []
-    real = os.fsync
-
-    def fsync(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+def test_saving_a_calibration_fsyncs_its_folder(tmp_path, monkeypatch, fsyncs):
+    synced = fsyncs
     cal = {
         "gripper": MotorCalibration(id=6, drive_mode=0, homing_offset=1, range_min=0, range_max=9)
     }

@@ -6,9 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines import label
-from pipelines.dataset import (
-    LeRobotDataset,
-)
+from pipelines.dataset import LOCK, LeRobotDataset
 from pipelines.dataset.atomic import is_temp
 from pipelines.labeling import advantage as adv
 
@@ -17,11 +15,12 @@ SHARED = ROOT.parent / "shared" / "datasets"
 
 
 def snapshot(root: Path, temps: bool = True) -> dict[str, str]:
-    """Every file's hash (`temps=False`: leaving out the temporaries a writer stages)."""
+    """Every file's hash (`temps=False`: leaving out what a killed writer leaves of its own
+    bookkeeping, the temporaries it staged and its writer lock's file)."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and (temps or not is_temp(p.name))
+        if p.is_file() and (temps or not (is_temp(p.name) or p.name == LOCK))
     }
 
 

@@ -455,16 +455,14 @@ def test_reads_a_v30_dataset_written_by_lerobot():
 
 
 def test_a_run_from_before_an_option_existed_resumes_only_at_its_default(tmp_path):
-    import json
-
     from pipelines.policy.config import KIND, PolicyTrainConfig
-    from pipelines.runtime.checkpoints import check_resume
+    from pipelines.runtime.checkpoints import check_resume, write_checkpoint
 
     recipe = PolicyTrainConfig("").recipe
     old = {k: v for k, v in recipe.items() if k != "importance_weights"}  # written before it
     ckpt = tmp_path / "run" / "checkpoint_1"
-    ckpt.mkdir(parents=True)
-    (ckpt / f"{KIND}.json").write_text(json.dumps({"kind": KIND, "step": 5, "recipe": old}))
+    ckpt.mkdir(parents=True)  # a whole checkpoint: a broken one is skipped when resuming
+    write_checkpoint(ckpt, KIND, {"step": 5}, {"kind": KIND, "step": 5, "recipe": old})
     found = check_resume(tmp_path / "run", KIND, recipe, "run", "recipe", recipe)
     assert found["step"] == 5
     with pytest.raises(DatasetError, match="importance_weights False .this command: True"):
