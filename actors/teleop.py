@@ -10,8 +10,10 @@ handshakes again) costs a late tick, not a recorded frame.
 Controls, from the keyboard (`KeyboardControls`: s success, f failure, r re-record, q stop) or
 from code (`success()`, `failure()`, `rerecord()`, `stop()`, thread-safe): an episode ends on
 success or failure (saved, reward 1.0 on the last frame for a success), at its time limit
-(saved as a failure), or on stop (saved, then the session ends); re-record drops it and starts
-it again.
+(saved with reward 0), or on stop (saved, then the session ends); re-record drops it and starts
+it again. The episode's outcome, `episode_success` in the dataset's episodes metadata, is what
+s or f said (true, false); an episode ended without either (time limit, stop) has none (null),
+for `flywheel outcomes` to add.
 
 Controls belong to the episode they were given in. Each recording attempt (a re-record is a new
 one) has a number, `attempt`; a control that names its attempt (`success(attempt=n)`, what an
@@ -42,6 +44,7 @@ import numpy as np
 from pipelines.dataset import EpisodeRecorder
 
 SUCCESS, FAILURE, RERECORD, STOP, TIMEOUT = "success", "failure", "rerecord", "stop", "timeout"
+OUTCOMES = {SUCCESS: True, FAILURE: False}  # an episode's episode_success; others: None
 
 
 @dataclass
@@ -175,7 +178,11 @@ class TeleopSession:
             if event == RERECORD:
                 self.recorder.discard()
                 continue
-            meta = self.recorder.save(success=event == SUCCESS, success_from=success_at)
+            meta = self.recorder.save(
+                success=event == SUCCESS,
+                success_from=success_at,
+                episode_success=OUTCOMES.get(event),
+            )
             return TeleopOutcome(ep, meta["length"], event, late, periods)
 
     def run(self, episodes: int) -> list[TeleopOutcome]:

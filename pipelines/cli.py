@@ -30,6 +30,7 @@ COMMANDS = {
     "sweep": ("pipelines.sweep", "Ray Tune sweeps: awbc, reward-threshold, hilserl"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
+    "convert": ("pipelines.convert", "a LeRobot dataset in the other format (v2.1 <-> v3.0)"),
 }
 
 

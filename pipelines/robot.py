@@ -33,6 +33,17 @@ COMMANDS = {  # name: (its config, what runs it, its help)
     ),
     "emulate": (EmulateConfig, emulate, "start emulated follower and leader arms; print ports"),
 }
+# What a command's own --help says beyond its one line.
+DESCRIPTIONS = {
+    "teleop": (
+        "Drive the follower from the leader and record episodes. Keys, while recording: "
+        "s ends the episode as a success, f as a failure (saved with episode_success true or "
+        "false in meta/episodes, the outcome `flywheel train-estimator --variant recap` "
+        "learns from; s also puts next.reward 1.0 on its last frame), r re-records it, q saves "
+        "it and stops. An episode ended by its time limit or by q has no outcome: add it later "
+        "with `flywheel outcomes OUT --from set:EPISODES=success` (or =failure)."
+    ),
+}
 # The user's mistakes of a command on the arms (besides job_error's), reported in one line.
 ERRORS = (CalibrationError, BusError, OSError)
 
@@ -41,7 +52,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p = JobParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name, (config, _, help_text) in COMMANDS.items():
-        add_flags(sub.add_parser(name, help=help_text), config)
+        description = DESCRIPTIONS.get(name, help_text)
+        add_flags(sub.add_parser(name, help=help_text, description=description), config)
     return p
 
 

@@ -5,6 +5,11 @@ its two cameras' videos, and returns its metadata (with its log lines) and its t
 columns (`pipelines.synthesis`), `action` the executed action, plus seed 000's
 `action_propensity`, `selector_mode`, `approval_status`, `candidate_actions` and
 `selected_candidate`. `collect_group` is the Ray task body: several episodes.
+
+The episode's outcome (`episode_success` in the episodes metadata, written by
+`pipelines.synthesis.write_rollouts`) is the simulator's success, or the emulated arm's coupled
+simulator's; a real arm declares no success, so its episodes have no outcome (None; add them
+with `flywheel outcomes`).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from actors.collection.config import CollectConfig, parse_approver
 from actors.collection.episode import CriticalRule, run_collection_episode
 from actors.collection.sources import PolicyAction, make_responders, make_selector, open_env
-from pipelines.dataset import frames_table, table_stats
+from pipelines.dataset import EPISODE_SUCCESS, frames_table, table_stats
 from pipelines.synthesis import EpisodeVideos, stage_positions, stage_progress
 
 
@@ -86,6 +91,7 @@ def collect_episode(
         "episode_index": plan.index,
         "length": len(frames),
         "success": outcome.success,
+        EPISODE_SUCCESS: outcome.success if world is not None else None,
         "critical_states": outcome.critical_states,
         "rejections": outcome.rejections,
         "stats": stats,

@@ -9,6 +9,12 @@ for the operator's) and `complementary_info.is_intervention`. A LeRobot episode 
 for the final observation, so each episode's T steps are T frames. A rerun of the same run
 appends to the dataset; each episode appears only once written whole.
 
+The episode's outcome, `episode_success` in the episodes metadata, is the success the rollout
+saw (its `info["success"]`): the simulator's or the emulated arm's own success rule, and on a
+real arm the reward's (the episode ended on a reward > 0). With a served classifier as the
+reward in the simulator the two may differ: the outcome is the simulator's, `next.reward` the
+classifier's.
+
 Nothing is lost silently: a collector keeps at most `RECORDS_IN_FLIGHT` episodes on their way
 here (`actors.hilserl.collector.RecordQueue`: a slow recorder slows the collectors instead of
 piling episodes up in its mailbox and the object store), a failure is kept (`progress`) and
@@ -75,7 +81,10 @@ class OnlineRecorder:
             except BaseException:
                 self.recorder.discard()
                 raise
-            self.recorder.save(success=bool(episode.terminated))
+            self.recorder.save(
+                success=bool(episode.terminated),
+                episode_success=bool(episode.info.get("success", episode.terminated)),
+            )
             self.recorded += 1
             self.frames += t
         return self.recorded

@@ -21,6 +21,7 @@ from pipelines.dataset.layout import (
     write_meta,
 )
 from pipelines.dataset.lock import LOCK, WriterLock
+from pipelines.dataset.metadata import EPISODE_SUCCESS
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
 from pipelines.dataset.v30 import V30Appender, new_info_v30
@@ -201,11 +202,20 @@ class EpisodeRecorder:
                 self._appender.close()
             self._lock.release()
 
-    def save(self, success: bool, success_from: int | None = None) -> dict:
+    def save(
+        self,
+        success: bool,
+        success_from: int | None = None,
+        episode_success: bool | None = None,
+    ) -> dict:
         """Write the episode; `success` puts reward 1.0 on its last frame, or on every frame
-        from `success_from` on (frames recorded after the success)."""
+        from `success_from` on (frames recorded after the success). `episode_success` is the
+        episode's outcome, written into the episodes metadata (`pipelines.dataset.outcomes`);
+        None: the recorder does not know it, and the episode has no outcome."""
         if self.episode_index is None or not self._frames:
             raise RuntimeError("no frames to save")
+        if episode_success is not None and not isinstance(episode_success, bool | np.bool_):
+            raise TypeError(f"episode_success {episode_success!r}: True, False or None")
         ep, n = self.episode_index, len(self._frames)
         if self.task not in self._tasks.values():
             self._tasks[len(self._tasks)] = self.task
@@ -255,11 +265,18 @@ class EpisodeRecorder:
             )
             if self.version == V30:
                 self._appender = V30Appender(self.root, self.info)
-        self._episodes.append({"episode_index": ep, "tasks": [self.task], "length": n})
+        row = {"episode_index": ep, "tasks": [self.task], "length": n}
+        if episode_success is not None:
+            row[EPISODE_SUCCESS] = bool(episode_success)
+        self._episodes.append(row)
         if self._appender is not None:
             self._appender.tasks = dict(self._tasks)
             self._appender.append(
-                table, {k: w.path for k, w in self._videos.items()}, stats, [self.task]
+                table,
+                {k: w.path for k, w in self._videos.items()},
+                stats,
+                [self.task],
+                episode_success=row.get(EPISODE_SUCCESS),
             )
             for writer in self._videos.values():  # concatenated into the shared files
                 writer.path.unlink(missing_ok=True)
@@ -267,7 +284,12 @@ class EpisodeRecorder:
         else:
             self._save_v21(ep, table, stats)
         self._videos, self._frames, self.episode_index = {}, [], None
-        return {"episode_index": ep, "length": n, "success": success}
+        return {
+            "episode_index": ep,
+            "length": n,
+            "success": success,
+            EPISODE_SUCCESS: row.get(EPISODE_SUCCESS),
+        }
 
     def _save_v21(self, ep: int, table, stats: dict) -> None:
         write_parquet(episode_data_path(self.root, ep, chunks_size=self.chunks_size), table)

@@ -10,7 +10,8 @@ tasks, length, where its rows are (`data/chunk_index`, `data/file_index`,
 (`videos/<key>/chunk_index`, `file_index`, `from_timestamp`, `to_timestamp`), its stats
 flattened as `stats/<feature>/<stat>`, and where the row itself is. `meta/tasks.parquet` holds
 the task texts as its (pandas) index and `task_index` as its column; `meta/stats.json` the
-aggregated stats.
+aggregated stats. `episode_success` (the episode's outcome, `pipelines.dataset.outcomes`) is a
+boolean column of meta/episodes, null where an episode has none, present once any episode has one.
 
 `assign_files` is the packing rule (pure); `write_episodes` writes a whole new dataset's files
 at once (each file once: `flywheel synth`), and `V30Appender` appends one episode to an
@@ -33,6 +34,7 @@ from pipelines.dataset.atomic import commit_staged, stage_json, temp_path_for
 from pipelines.dataset.errors import DatasetError
 from pipelines.dataset.layout import DEFAULT_CHUNKS_SIZE, V30, LeRobotDataset
 from pipelines.dataset.lock import WriterLock, exclusive_writer
+from pipelines.dataset.metadata import EPISODE_SUCCESS
 from pipelines.dataset.stats import aggregate_stats
 from pipelines.dataset.tables import read_columns, write_parquet, write_parquet_temp
 from pipelines.dataset.video import concatenate_videos
@@ -167,15 +169,27 @@ def episodes_tables(rows: list[dict], limit_mb: float = DATA_FILE_MB) -> dict[Pa
     if any(p is None for p in positions):  # new rows: pack them all anew
         sizes = [len(str(r)) for r in rows]
         positions = assign_files(sizes, limit_mb)
+    outcomes = any(EPISODE_SUCCESS in r for r in rows)
     for r, pos in zip(rows, positions, strict=True):
         r["meta/episodes/chunk_index"], r["meta/episodes/file_index"] = pos.chunk, pos.file
+        if outcomes:  # every row has the column (pyarrow takes the first row's keys)
+            r.setdefault(EPISODE_SUCCESS, None)
         out.setdefault(pos, []).append(r)
     return {
-        Path(
-            V30_EPISODES_PATH.format(chunk_index=p.chunk, file_index=p.file)
-        ): pa.Table.from_pylist(items)
+        Path(V30_EPISODES_PATH.format(chunk_index=p.chunk, file_index=p.file)): _episodes_table(
+            items
+        )
         for p, items in out.items()
     }
+
+
+def _episodes_table(rows: list[dict]) -> pa.Table:
+    """A meta/episodes file's table; `episode_success` boolean even where every row is null."""
+    table = pa.Table.from_pylist(rows)
+    if EPISODE_SUCCESS in table.column_names:
+        i = table.column_names.index(EPISODE_SUCCESS)
+        table = table.set_column(i, EPISODE_SUCCESS, table.column(i).cast(pa.bool_()))
+    return table
 
 
 def stage_meta_v30(
@@ -223,19 +237,27 @@ def write_episodes(
     episode_tasks: list[list[str]],
     info: dict,
     map_files=map,
+    outcomes: Sequence[bool | None] | None = None,
 ) -> None:
     """Write a whole new v3.0 dataset from its episodes (in episode order), each file once.
 
     `tables[i]`: episode i's frames (with `index` already global); `videos[key][i]`: a
     single-episode video of camera `key` (consumed: moved or concatenated into place);
     `stats[i]`: its stats; `info`: info.json without the totals (they are filled in).
-    `map_files(fn, jobs)` runs the per-file writes (`map`, or a Ray fan-out).
+    `map_files(fn, jobs)` runs the per-file writes (`map`, or a Ray fan-out). `outcomes[i]`:
+    episode i's `episode_success` (None: no outcome; no `outcomes`: none has one).
     """
+    if outcomes is not None and len(outcomes) != len(tables):
+        raise ValueError(f"{len(outcomes)} outcomes for {len(tables)} episodes")
     with exclusive_writer(root, "writing a dataset", tidy=False):
-        _write_episodes(Path(root), tables, videos, stats, tasks, episode_tasks, info, map_files)
+        _write_episodes(
+            Path(root), tables, videos, stats, tasks, episode_tasks, info, map_files, outcomes
+        )
 
 
-def _write_episodes(root, tables, videos, stats, tasks, episode_tasks, info, map_files) -> None:
+def _write_episodes(
+    root, tables, videos, stats, tasks, episode_tasks, info, map_files, outcomes
+) -> None:
     chunks = int(info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
     data_pos = assign_files(
         [table_bytes(t) for t in tables], info.get("data_files_size_in_mb", DATA_FILE_MB), chunks
@@ -295,6 +317,8 @@ def _write_episodes(root, tables, videos, stats, tasks, episode_tasks, info, map
             row[f"videos/{key}/from_timestamp"] = start
             row[f"videos/{key}/to_timestamp"] = start + n / fps
         row.update(flatten_stats(stats[i]))
+        if outcomes is not None and outcomes[i] is not None:
+            row[EPISODE_SUCCESS] = bool(outcomes[i])
         rows.append(row)
         first += n
     info = {
@@ -362,8 +386,16 @@ class V30Appender:
         self.tasks[i] = task
         return i
 
-    def append(self, table: pa.Table, videos: dict[str, Path], stats: dict, tasks: list[str]):
-        """Add one episode (`table` with its global `index`, single-episode videos)."""
+    def append(
+        self,
+        table: pa.Table,
+        videos: dict[str, Path],
+        stats: dict,
+        tasks: list[str],
+        episode_success: bool | None = None,
+    ):
+        """Add one episode (`table` with its global `index`, single-episode videos) and its
+        outcome (`episode_success`; None: none)."""
         chunks = int(self.info.get("chunks_size", DEFAULT_CHUNKS_SIZE))
         last = self.rows[-1] if self.rows else None
         n = table.num_rows
@@ -416,6 +448,8 @@ class V30Appender:
                 row[f"videos/{key}/from_timestamp"] = float(start)
                 row[f"videos/{key}/to_timestamp"] = float(start) + n / float(self.info["fps"])
             row.update(flatten_stats(stats))
+            if episode_success is not None:
+                row[EPISODE_SUCCESS] = bool(episode_success)
             if last is not None:  # the new row goes into the last meta/episodes file
                 for k in ("meta/episodes/chunk_index", "meta/episodes/file_index"):
                     row[k] = last[k]

@@ -1,7 +1,7 @@
 """RECAP: value from episode outcomes (π*0.6, Evo-RL's pistar06), `flywheel outcomes`' library.
 
 config    OutcomesConfig (the options of `flywheel outcomes`)
-sources   where outcomes come from: `csv:FILE`, `reward`, `set:3,5,9=success`
+sources   where outcomes come from: `csv:FILE`, `reward`, `classifier:CKPT_OR_URL`, `set:...`
 outcomes  run(OutcomesConfig) -> OutcomesResult: outcomes written into the episodes metadata;
           `dataset_targets`, the value targets of a dataset's episodes
 targets   the value targets (pure numpy): normalized steps-to-success with a failure penalty

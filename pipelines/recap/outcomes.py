@@ -1,6 +1,7 @@
 """`flywheel outcomes`: each episode's success flag, `episode_success`, written in place.
 
-`run` reads the outcomes from the source (`pipelines.recap.sources`), checks all of them, and
+`run` reads the outcomes from the source (`pipelines.recap.sources`: a CSV, the rewards, the
+reward classifier over the frames, or a few episodes by hand), checks all of them, and
 only then, under the dataset's writer lock, stages the episodes metadata with the flags
 (`pipelines.dataset.stage_episode_outcomes`) and commits it as one unit. Episodes the source
 does not name keep the outcome they had. A mistake is one DatasetError and nothing is written.
@@ -24,7 +25,7 @@ from pipelines.dataset import (
     stage_episode_outcomes,
 )
 from pipelines.recap.config import OutcomesConfig
-from pipelines.recap.sources import parse_source, read_outcomes
+from pipelines.recap.sources import FrameScorer, parse_source, read_outcomes
 from pipelines.recap.targets import MissingOutcomeError, value_targets
 
 KEPT = "kept from before"
@@ -54,14 +55,16 @@ def episode_task(ds: LeRobotDataset, ep: int) -> str:
     return tasks[0] if tasks else ""
 
 
-def run(cfg: OutcomesConfig) -> OutcomesResult:
-    source = parse_source(cfg.source)
+def run(cfg: OutcomesConfig, scorer: FrameScorer | None = None) -> OutcomesResult:
+    """`scorer`: what a classifier source scores frames with (the job gives the served
+    endpoint's client; None: the local checkpoint the source names)."""
+    source = parse_source(cfg.source, cfg.success_frames)
     ds = LeRobotDataset(cfg.dataset)  # the folder exists and is a dataset before it is locked
     if cfg.dry_run:
-        return _result(ds, source.name, read_outcomes(source, ds))
+        return _result(ds, source.name, read_outcomes(source, ds, scorer))
     with exclusive_writer(ds.root, "flywheel outcomes"):
         ds = LeRobotDataset(ds.root)  # as it is now, under the lock
-        given = read_outcomes(source, ds)  # every check before anything is staged
+        given = read_outcomes(source, ds, scorer)  # every check before anything is staged
         commit_staged(ds.root, stage_episode_outcomes(ds, given))
         result = _result(LeRobotDataset(ds.root), source.name, given)
     result.written = True

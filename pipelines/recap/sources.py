@@ -1,8 +1,19 @@
-"""Where episode outcomes come from: `--from csv:FILE`, `reward`, `set:3,5,9=success`.
+"""Where episode outcomes come from: `--from csv:FILE`, `reward`, `classifier:CKPT_OR_URL`,
+`set:3,5,9=success`.
 
 `parse_source` checks the text of `--from`; `read_outcomes` gives the outcome of each episode
 the source names. Every problem (a malformed source, an unknown or duplicate episode, a value
-that is not a boolean, a dataset without `next.reward`) is a one-line DatasetError.
+that is not a boolean, a dataset without `next.reward`, a dataset without a camera the
+classifier takes) is a one-line DatasetError.
+
+The classifier source: Flywheel's reward classifier (`flywheel train-classifier`) scores every
+frame of every episode, each camera it takes decoded and resized to its input size; an episode
+succeeded when `--success-frames K` consecutive frames are positive (`consecutive_success`,
+as HIL-SERL's `--success-frames` rewards: one-frame flickers do not count). The frames are
+scored by a `FrameScorer`: `LocalScorer`, the checkpoint loaded here (a checkpoint folder, or a
+run folder: its latest checkpoint), or the served endpoint's client, which the job
+(`pipelines.outcomes`) builds for an http(s) URL and hands down (this floor cannot reach
+`serving`).
 """
 
 from __future__ import annotations
@@ -10,23 +21,32 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from pipelines.dataset import DatasetError, LeRobotDataset, column_to_numpy, read_columns
+from pipelines.recap.config import SUCCESS_FRAMES
+from pipelines.runtime.checkpoints import latest_checkpoint, meta_name, read_meta
+
+if TYPE_CHECKING:  # the classifier family (torch) is imported only by the classifier source
+    from pipelines.classifier.model import RewardModel
 
 REWARD = "next.reward"
+CLASSIFIER = "classifier"
 _TRUE = {"1", "true"}
 _FALSE = {"0", "false"}
-_FORMS = "csv:FILE, reward or set:3,5,9=success (or =failure)"
+_FORMS = "csv:FILE, reward, classifier:CKPT_OR_URL or set:3,5,9=success (or =failure)"
 
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # csv, reward, set
+    kind: str  # csv, reward, set, classifier
     path: Path | None = None  # csv
     episodes: tuple[int, ...] = ()  # set
     success: bool = True  # set
+    target: str = ""  # classifier: a checkpoint or run folder, or an http(s) URL
+    success_frames: int = SUCCESS_FRAMES  # classifier
 
     @property
     def name(self) -> str:
@@ -35,11 +55,19 @@ class Source:
         if self.kind == "set":
             eps = ",".join(map(str, self.episodes))
             return f"set:{eps}={'success' if self.success else 'failure'}"
+        if self.kind == CLASSIFIER:
+            k = self.success_frames
+            return f"classifier:{self.target} ({k} positive frame{'s' * (k > 1)} in a row)"
         return self.kind
 
+    @property
+    def served(self) -> bool:
+        """A classifier source that names the served endpoint (an http:// or https:// URL)."""
+        return self.kind == CLASSIFIER and self.target.lower().startswith(("http://", "https://"))
 
-def parse_source(text: str) -> Source:
-    """`--from`'s value checked (module docstring)."""
+
+def parse_source(text: str, success_frames: int = SUCCESS_FRAMES) -> Source:
+    """`--from`'s value checked (module docstring); `success_frames`: `--success-frames`."""
     text = (text or "").strip()
     kind, sep, rest = text.partition(":")
     if text == "reward":
@@ -48,8 +76,12 @@ def parse_source(text: str) -> Source:
         return Source("csv", path=Path(rest.strip()))
     if kind == "set" and sep:
         return _parse_set(text, rest)
-    if kind == "classifier":
-        raise DatasetError(f"--from {text}: the classifier source is not available yet; {_FORMS}")
+    if kind == CLASSIFIER and sep and rest.strip():
+        if isinstance(success_frames, bool) or not isinstance(success_frames, int):
+            raise DatasetError(f"--success-frames {success_frames!r}: a whole number")
+        if success_frames < 1:
+            raise DatasetError(f"--success-frames {success_frames}: at least 1")
+        return Source(CLASSIFIER, target=rest.strip(), success_frames=success_frames)
     raise DatasetError(f"--from {text!r}: not a source; one of {_FORMS}")
 
 
@@ -69,12 +101,24 @@ def _parse_set(text: str, rest: str) -> Source:
     return Source("set", episodes=tuple(out), success=value == "success")
 
 
-def read_outcomes(source: Source, ds: LeRobotDataset) -> dict[int, bool]:
-    """The outcome of each episode `source` names, checked against `ds`'s episodes."""
+def read_outcomes(
+    source: Source, ds: LeRobotDataset, scorer: FrameScorer | None = None
+) -> dict[int, bool]:
+    """The outcome of each episode `source` names, checked against `ds`'s episodes; a
+    classifier source scores with `scorer` (None: the local checkpoint it names)."""
     if source.kind == "csv":
         return _from_csv(source.path, ds)
     if source.kind == "reward":
         return _from_reward(ds)
+    if source.kind == CLASSIFIER:
+        if scorer is None:
+            if source.served:
+                raise DatasetError(
+                    f"--from {source.target}: a served classifier is asked by `flywheel "
+                    "outcomes` (pipelines.outcomes), which builds the endpoint's client"
+                )
+            scorer = LocalScorer.load(source.target)
+        return classifier_outcomes(ds, scorer, source.success_frames)
     for ep in source.episodes:
         _known(ds, ep, f"--from {source.name}")
     return dict.fromkeys(source.episodes, source.success)
@@ -142,4 +186,92 @@ def _from_reward(ds: LeRobotDataset) -> dict[int, bool]:
         if reward.size == 0:
             raise DatasetError(f"{ds.relative(path)}: no frames of episode {ep}")
         out[ep] = bool(np.any(np.nan_to_num(reward, nan=0.0) > 0))
+    return out
+
+
+# --------------------------------------------------------------------------- the classifier
+
+
+class FrameScorer(Protocol):
+    """What the classifier source scores frames with (module docstring)."""
+
+    name: str  # what the report and errors call it
+    cameras: list[str]  # the camera features it takes, in its order
+    image_size: int  # its input: image_size x image_size
+
+    def positive(self, images: np.ndarray) -> np.ndarray:
+        """N x C x S x S x 3 uint8 (C cameras in `cameras` order) -> N bools: success frames."""
+        ...
+
+
+class LocalScorer:
+    """A classifier checkpoint loaded in this process: positive when its success probability
+    reaches the threshold chosen at training time."""
+
+    def __init__(self, model: RewardModel, batch: int = 64):
+        self.model = model
+        self.name = model.name
+        self.cameras = list(model.cameras)
+        self.image_size = int(model.image_size)
+        self.batch = batch
+
+    @classmethod
+    def load(cls, target: str) -> LocalScorer:
+        """The classifier checkpoint at `target`, or a run folder's latest one."""
+        from pipelines.classifier.config import KIND as CLASSIFIER_KIND
+        from pipelines.classifier.model import load_reward_model
+
+        path = Path(target)
+        if not path.is_dir():
+            raise DatasetError(f"--from classifier:{target}: no such checkpoint or run folder")
+        if not (path / meta_name(CLASSIFIER_KIND)).exists() and any(path.glob("checkpoint_*")):
+            latest = latest_checkpoint(path, CLASSIFIER_KIND)
+            if latest is None:
+                raise DatasetError(
+                    f"{path}: no loadable classifier checkpoint in the run folder (a "
+                    "checkpoint of flywheel train-classifier, or its run folder)"
+                )
+            path = latest
+        read_meta(path, CLASSIFIER_KIND)  # one line naming what the folder is instead
+        try:
+            return cls(load_reward_model(path))
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # its config or weights
+            why = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DatasetError(f"{path}: not a loadable classifier checkpoint ({why})") from None
+
+    def positive(self, images: np.ndarray) -> np.ndarray:
+        probs = [
+            self.model.probabilities(images[a : a + self.batch])
+            for a in range(0, len(images), self.batch)
+        ]
+        if not probs:
+            return np.zeros(0, bool)
+        return np.concatenate(probs) >= self.model.threshold
+
+
+def consecutive_success(positive: np.ndarray, frames: int) -> bool:
+    """Whether `frames` (>= 1) consecutive entries of `positive` are true."""
+    run = 0
+    for p in np.asarray(positive, bool):
+        run = run + 1 if p else 0
+        if run >= frames:
+            return True
+    return False
+
+
+def classifier_outcomes(ds: LeRobotDataset, scorer: FrameScorer, frames: int) -> dict[int, bool]:
+    """Every episode's outcome by the classifier: `frames` positive frames in a row."""
+    from pipelines.classifier.data import load_frames
+    from pipelines.classifier.labels import EpisodeLabels
+
+    missing = [c for c in scorer.cameras if c not in ds.camera_keys]
+    if missing:
+        raise DatasetError(
+            f"{ds.root}/meta/info.json: no camera {missing[0]}, which the classifier "
+            f"{scorer.name} takes (it takes {scorer.cameras}; the dataset has {ds.camera_keys})"
+        )
+    out = {}
+    for ep in ds.episode_indices:
+        images = load_frames(ds, EpisodeLabels(ep, ()), scorer.cameras, scorer.image_size).images
+        out[ep] = consecutive_success(scorer.positive(images), frames)
     return out

@@ -39,6 +39,10 @@ cube slips), `stage_progress_gt`, `progress_gt`, `data_type` and
   frames where the simulated operator took over from one (`--operator`: the share of those
   episodes it supervises). `complementary_info.is_intervention` marks the same frames.
 
+Each episode's outcome, `episode_success` in the episodes metadata (v2.1 `meta/episodes.jsonl`,
+v3.0 a `meta/episodes/` column; `pipelines.dataset.outcomes`), is whether the simulator saw it
+succeed: what `flywheel train-estimator --variant recap` learns its value from.
+
 `--steps-after-success N` keeps recording N frames after the step that succeeds (seed 002's
 `number_of_steps_after_success`; the env would end the episode there, so without it no frame
 shows the success itself) and writes the success-frames CSV beside the dataset,

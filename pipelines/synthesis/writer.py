@@ -3,7 +3,7 @@
 The episodes' Ray tasks return their tables without the global `index` column: once every
 episode's length is known, `write_rollouts` writes the parquet files (v2.1: one Ray task per
 group of episodes; v3.0: episodes packed into files, one Ray task per output file) and the
-metadata.
+metadata, with each episode's outcome (`episode_success`, what the simulator saw).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import ray
 
 from pipelines.dataset import (
+    EPISODE_SUCCESS,
     V30,
     episode_data_path,
     features_of,
@@ -49,10 +50,13 @@ def write_rollouts(
     """Write the rolled-out episodes' parquet files and metadata; returns the frame count.
 
     `refs[g]` are the (metas, tables) object refs of the Ray task that rolled out the
-    episodes of `groups[g]`; `metas` their metadata in episode order (with `length`, `stats`
-    and `videos`). `cfg` gives format, fps, image_size, vcodec and text (also `flywheel
-    collect`'s writer).
+    episodes of `groups[g]`; `metas` their metadata in episode order (with `length`, `stats`,
+    `videos` and `success`). `cfg` gives format, fps, image_size, vcodec and text (also `flywheel
+    collect`'s writer). Each episode's outcome, `episode_success`, is its meta's
+    `episode_success` where the rollout gives one (None: unknown, as on a real arm, where
+    nothing declares success), else its `success`.
     """
+    outcomes = [m.get(EPISODE_SUCCESS, m["success"]) for m in metas]
     firsts = np.r_[0, np.cumsum([m["length"] for m in metas])[:-1]].tolist()
     size = cfg.image_size
     total = int(sum(m["length"] for m in metas))
@@ -77,6 +81,7 @@ def write_rollouts(
             episode_tasks=[[cfg.text]] * len(metas),
             info=info,
             map_files=_ray_map,
+            outcomes=outcomes,
         )
     else:
         writer = ray.remote(num_cpus=1)(write_tables)
@@ -100,8 +105,13 @@ def write_rollouts(
             info=info,
             tasks={0: cfg.text},
             episodes=[
-                {"episode_index": m["episode_index"], "tasks": [cfg.text], "length": m["length"]}
-                for m in metas
+                {
+                    "episode_index": m["episode_index"],
+                    "tasks": [cfg.text],
+                    "length": m["length"],
+                    **({} if outcome is None else {EPISODE_SUCCESS: bool(outcome)}),
+                }
+                for m, outcome in zip(metas, outcomes, strict=True)
             ],
             episodes_stats={m["episode_index"]: m["stats"] for m in metas},
         )

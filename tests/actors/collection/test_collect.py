@@ -96,6 +96,8 @@ def test_dataset_and_log_are_seed_000s(collected):
     assert statuses == {"approved", "rejected", "none"}
     meta = json.loads((out / "meta/collect.json").read_text())
     assert meta["collection_id"] == result.collection_id and meta["candidate_count"] == 4
+    # each episode's outcome, as the simulator saw it
+    assert ds.outcomes == {e["episode_index"]: e["success"] for e in result.episodes}
 
 
 def test_log_is_append_only_and_survives_kill_9(tmp_path):
@@ -286,6 +288,9 @@ def test_emulated_arm_collection_with_api_admin_and_undo(ray_cluster, tmp_path):
                 undone += 1
     assert undone >= 1
     assert result.episodes[0]["rejections"] == result.episodes[0]["critical_states"] == 2
+    # the emulated arm's coupled simulator says whether an episode succeeded
+    assert ds.outcomes == {e["episode_index"]: e["success"] for e in result.episodes}
+    assert None not in ds.outcomes.values()
 
 
 def test_a_non_empty_folder_is_refused(tmp_path, capsys):

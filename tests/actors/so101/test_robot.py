@@ -79,6 +79,7 @@ def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
         # the follower followed the leader: late in the episode state ~ earlier actions
         assert np.abs(state[-1, :5] - action[-5, :5]).max() < 15  # the gripper is on the cube
     assert successes == 2, printed  # the simulated hand grasps the cube in both episodes
+    assert ds.outcomes == {0: True, 1: True}  # the success watcher's s, as episode_success
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -165,6 +165,8 @@ def test_dataset_reads_back_and_is_deterministic(tmp_path):
             n
         ]  # frames, as LeRobot counts
     assert index == list(range(a.frames))
+    # each episode's outcome, as the simulator saw it (the operator rescues every one here)
+    assert ds.outcomes == {ep: a.episodes[ep]["success"] for ep in ds.episode_indices}
 
     # same seed: identical parquet and identical decoded frames
     assert _digest(a.root) == _digest(b.root)
@@ -179,3 +181,24 @@ def test_dataset_reads_back_and_is_deterministic(tmp_path):
         label.LabelConfig(dataset=str(a.root), threshold=30, mlflow=False), out=lambda *x: None
     )
     assert res.frames == a.frames and res.counts[1] > 0
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_v30_episodes_carry_their_outcome(tmp_path):
+    made = synthesis.run(
+        synthesis.SynthConfig(
+            out=str(tmp_path / "ds"),
+            episodes=3,
+            seed=3,  # plans expert, expert, failing
+            mix="expert=1,failing=1",
+            operator=0.0,  # nobody rescues the failing controller
+            image_size=32,
+            vcodec="mpeg4",
+            format="v3.0",
+        ),
+        out=lambda *x: None,
+    )
+    ds = LeRobotDataset(made.root)
+    assert ds.version == "v3.0"
+    assert ds.outcomes == {m["episode_index"]: m["success"] for m in made.episodes}
+    assert set(ds.outcomes.values()) == {True, False}
