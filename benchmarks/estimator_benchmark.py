@@ -95,7 +95,13 @@ def reuse_loop(ds: LeRobotDataset, checkpoint: str, out_dir: str) -> int:
             [b["images"] for b in estimate.episode_frames(ds, e, cfg.cameras, cfg.image_size)]
         )
         feats = estimate.encode_frames(model, images, 64)
-        estimate.write_episode(ds, e, out_dir, model, feats, "data")
+        estimate.write_output_file(
+            ds,
+            ds.data_file(e),
+            ds.data_file(e, out_dir),
+            lambda ep, f, state: estimate.progress_columns(model, ep, f, state),
+            {e: feats},
+        )
         frames += len(images)
     return frames
 

@@ -1,11 +1,20 @@
 """`flywheel estimate DATASET --checkpoint CKPT`: Stage 2, the estimator over a dataset (Ray Data).
+A recap checkpoint (trained on any recording with episode outcomes) writes V and the N-step
+advantage (`--n-step`) into data_RECAP_<step>/; a kai0/pi06 checkpoint (trained on annotated
+progress) writes data_KAI0_<step>/ or data_PI06_<step>/.
 
 The trained estimator over every frame (`pipelines.estimator.inference`: frames decoded as
 Ray Data tasks, encoded by an actor pool of model replicas), written beside the dataset's
 files in `<dataset>/data_<VARIANT>_<step>/` with `absolute_value`, `absolute_advantage` and
-(kai0) `relative_advantage`; files already written are skipped, so an interrupted pass
-resumes. Then `flywheel label DATASET --data-dir data_KAI0_<step> --advantage-source
-absolute_advantage`.
+(kai0) `relative_advantage`. A `recap` checkpoint (trained from episode outcomes, for any
+recording with outcomes) writes V(s_t) and the N-step advantage (`--n-step`, 50), with the
+episode's return-to-go past its end: episodes need their outcome (or `--default-outcome
+failure`). A kai0/pi06 checkpoint (trained on annotated progress) takes neither option.
+
+The folder's manifest.json names the checkpoint (hashes), the source files, and for recap
+N and the outcomes: a rerun with the same manifest skips the files already written (an
+interrupted pass resumes), one with another computes everything again. Then
+`flywheel label DATASET --data-dir data_RECAP_<step> --advantage-source absolute_advantage`.
 
 Also `python -m pipelines.estimate` (for `ray job submit`).
 """

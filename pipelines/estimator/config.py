@@ -11,7 +11,9 @@ from pipelines.runtime.run_config import RunConfig
 from pipelines.vision.encoders import ENCODERS
 
 KIND = register_kind("estimator", "flywheel train-estimator")
-VARIANTS = ("kai0", "pi06")  # two frames (kai0) or one (pi06)
+VARIANTS = ("kai0", "pi06", "recap")  # progress of two frames (kai0) or one (pi06); RECAP's value
+PROGRESS_VARIANTS = ("kai0", "pi06")  # learn from the stage_progress_gt column
+DEFAULT_OUTCOMES = ("failure",)
 
 
 @dataclass
@@ -26,10 +28,24 @@ class EstimatorRunConfig(RunConfig):
 
 @dataclass
 class EstimatorTrainConfig(FlagConfig):
-    dataset: str = flag(help="a LeRobot dataset with stage_progress_gt", positional=True)
-    variant: str = flag("kai0", "two frames or one", choices=VARIANTS)
+    dataset: str = flag(
+        help="a LeRobot dataset: with stage_progress_gt (kai0, pi06) or episode outcomes (recap)",
+        positional=True,
+    )
+    variant: str = flag(
+        "kai0",
+        "kai0/pi06: progress of two frames or one, from stage_progress_gt; recap: the "
+        "distributional value from episode outcomes (episode_success)",
+        choices=VARIANTS,
+    )
     image_size: int = flag(64, "the model's input size in pixels")
     encoder: str = flag("resnet_small", "image encoder", choices=sorted(ENCODERS))
+    c_fail_coef: float = flag(1.0, "recap: failure penalty c_fail = coef x T_max(task)")
+    default_outcome: str | None = flag(
+        None,
+        "recap: take episodes without an outcome as failures; unset: refuse them",
+        choices=DEFAULT_OUTCOMES,
+    )
     run: EstimatorRunConfig = section(EstimatorRunConfig)
 
     @property
@@ -45,4 +61,11 @@ class EstimateConfig(FlagConfig):
     replicas: int | None = flag(None, "model replicas (actors); unset: one per GPU, else per CPU")
     gpus_per_replica: float | None = flag(None, "unset: 1 when the cluster has GPUs")
     data_dir: str = flag("data", "episode files to read")
+    n_step: int = flag(50, "recap: N of the N-step advantage")
+    default_outcome: str | None = flag(
+        None,
+        "recap: take episodes without an outcome as failures (for the return past the "
+        "episode's end); unset: refuse them",
+        choices=DEFAULT_OUTCOMES,
+    )
     ray_address: str | None = flag(None, "the Ray cluster; unset: a local one")

@@ -15,6 +15,11 @@ absolute_value[i] = model(history = frame 0, current = frame i), 0 at i = 0;
 relative[i] = model(history = frame i, current = frame f) (kai0 only);
 absolute_advantage[i] = V(f) - V(i); both advantages are scaled by H / (f - i) when
 f - i != H, are 0 when f = i, and are clipped to [-1, 1].
+
+The `recap` variant samples current frames alike; its target is the frame's value target
+(`pipelines.recap.targets`, from the episode's outcome) as a two-hot distribution over the
+value's bins, and it also takes the episode's task text (`value_batch`) and the state's
+normalization (`state_normalization`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipelines.dataset import DatasetError, LeRobotDataset, parquet_column_names
+from pipelines.dataset.metadata import read_json
+from pipelines.estimator.value import two_hot
 from pipelines.vision.images import resize
+from pipelines.vision.prompts import tokenize
 
 HORIZON = 50
 
@@ -36,21 +44,35 @@ class EpisodeFrames:
     episode: int
     images: np.ndarray
     state: np.ndarray  # n x state_dim float32
-    progress: np.ndarray  # n float32: stage_progress_gt
+    progress: np.ndarray | None  # n float32: stage_progress_gt (kai0, pi06)
+    value_target: np.ndarray | None = None  # n float32: the RECAP value target (recap)
+    task: str = ""  # the episode's task text (recap)
 
     def __len__(self) -> int:
-        return len(self.progress)
+        return len(self.state)
 
 
-def load_episode(ds, episode: int, cameras: list[str], size: int) -> EpisodeFrames:
-    """Decode one episode of a `LeRobotDataset` (every camera) at the model's input size."""
-    table = ds.read_episode(episode, ["observation.state", "stage_progress_gt"])
+def load_episode(
+    ds, episode: int, cameras: list[str], size: int, value_target=None, task: str = ""
+) -> EpisodeFrames:
+    """Decode one episode of a `LeRobotDataset` (every camera) at the model's input size;
+    with its `value_target` (recap) it reads no stage_progress_gt."""
+    columns = ["observation.state"] + ([] if value_target is not None else ["stage_progress_gt"])
+    table = ds.read_episode(episode, columns)
     state = np.stack(table["observation.state"].to_numpy(zero_copy_only=False))
     n = len(state)
     images = np.empty((n, len(cameras), size, size, 3), dtype=np.uint8)
     for c, key in enumerate(cameras):
         for i, frame in enumerate(ds.iter_camera_frames(episode, key)):
             images[i, c] = resize(frame, size)
+    if value_target is not None:
+        target = np.asarray(value_target, np.float32)
+        if len(target) != n:
+            raise DatasetError(
+                f"{ds.relative(ds.data_file(episode))}: episode {episode} has {n} frames, its "
+                f"metadata says {len(target)}"
+            )
+        return EpisodeFrames(episode, images, state.astype(np.float32), None, target, task)
     progress = table["stage_progress_gt"].to_numpy(zero_copy_only=False).astype(np.float32)
     return EpisodeFrames(episode, images, state.astype(np.float32), progress)
 
@@ -87,6 +109,60 @@ def training_batch(
         state = np.stack([episodes[e].state[[h, c]] for e, c, h in pairs])
         target = np.array([episodes[e].progress[c] - episodes[e].progress[h] for e, c, h in pairs])
     return images, state, np.clip(target, -1.0, 1.0).astype(np.float32)
+
+
+def value_batch(
+    episodes: list[EpisodeFrames], batch: int, rng: np.random.Generator, vocab: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """recap: (images B x 1 x C x S x S x 3, state B x 1 x D, task word ids B x L, two-hot
+    targets B x bins, targets B) of `batch` current frames drawn as `sample_pairs` draws them."""
+    ep, cur, _ = sample_pairs(np.array([len(e) for e in episodes]), batch, rng)
+    images = np.stack([episodes[e].images[c][None] for e, c in zip(ep, cur, strict=True)])
+    state = np.stack([episodes[e].state[c][None] for e, c in zip(ep, cur, strict=True)])
+    target = np.array(
+        [episodes[e].value_target[c] for e, c in zip(ep, cur, strict=True)], np.float32
+    )
+    tokens = tokenize([episodes[e].task for e in ep], vocab)
+    return images, state, tokens, two_hot(target), target
+
+
+STD_FLOOR = 1e-2  # in the dataset's units: a constant dimension must not divide by ~0
+
+
+def state_normalization(ds: LeRobotDataset, episodes: list[int]) -> dict:
+    """{"mean", "std", "source"} of `observation.state`: meta/stats.json's mean and std when
+    it has them (LeRobot writes them), else computed over `episodes`; std at least
+    `STD_FLOOR`."""
+    dim = int(ds.features["observation.state"]["shape"][0])
+    path = ds.meta_dir / "stats.json"
+    if path.exists():
+        entry = read_json(path)
+        entry = entry.get("observation.state") if isinstance(entry, dict) else None
+        if isinstance(entry, dict) and "mean" in entry and "std" in entry:
+            try:
+                mean = np.asarray(entry["mean"], np.float64).reshape(-1)
+                std = np.asarray(entry["std"], np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                mean = std = np.zeros(0)
+            if mean.shape != (dim,) or std.shape != (dim,) or not np.isfinite([*mean, *std]).all():
+                raise DatasetError(
+                    f"{path}: observation.state's mean and std must be {dim} finite numbers each"
+                )
+            return _normalization(mean, std, "meta/stats.json")
+    states = [
+        np.stack(
+            ds.read_episode(e, ["observation.state"])["observation.state"].to_numpy(
+                zero_copy_only=False
+            )
+        )
+        for e in episodes
+    ]
+    state = np.concatenate(states).astype(np.float64)
+    return _normalization(state.mean(0), state.std(0), "training episodes")
+
+
+def _normalization(mean: np.ndarray, std: np.ndarray, source: str) -> dict:
+    return {"mean": mean.tolist(), "std": np.maximum(std, STD_FLOOR).tolist(), "source": source}
 
 
 def lookahead(n: int, horizon: int = HORIZON) -> np.ndarray:
@@ -127,7 +203,8 @@ def check_dataset(
 ) -> list[str]:
     """The cameras to use; a DatasetError for what the estimator cannot work with.
 
-    Training needs `stage_progress_gt`; estimation (new data) only `observation.state`.
+    Training kai0/pi06 needs `stage_progress_gt`; recap training and estimation (new data)
+    only `observation.state`.
     """
     cameras = ds.camera_keys
     if not cameras:

@@ -19,8 +19,16 @@ runs the value head on its queries, value (frame 0 -> frame i) and, for kai0, re
 `chunk-XXX/episode_XXXXXX.parquet`; v3.0: `chunk-XXX/file-XXX.parquet`, several episodes
 each): the original columns plus `absolute_value`, `absolute_advantage` and (kai0)
 `relative_advantage`, with the reference's formulas (`pipelines.estimator.data.advantages`),
-each file written atomically once all of its episodes are estimated. Files whose output exists
-are skipped, so an interrupted pass resumes where it stopped. Then
+each file written atomically once all of its episodes are estimated.
+
+A `recap` checkpoint's head takes each episode's task text too, and writes
+`absolute_value` = V(s_t) and the N-step `absolute_advantage` (`pipelines.estimator.value`;
+`--n-step`, 50 by default), past the episode's end with its return-to-go, which needs its
+outcome (`pipelines.estimator.recap`).
+
+The folder's `manifest.json` (`pipelines.estimator.manifest`) says what its files were
+computed from; when it is this pass's, files whose output exists are skipped, so an
+interrupted pass resumes where it stopped; otherwise every file is computed again. Then
 `flywheel label DATASET --data-dir data_KAI0_<step> --advantage-source absolute_advantage`.
 """
 
@@ -44,9 +52,11 @@ from pipelines.dataset import (
     read_columns,
     write_parquet,
 )
-from pipelines.estimator.config import KIND, EstimateConfig
-from pipelines.estimator.data import advantages, check_dataset, lookahead
+from pipelines.estimator.config import KIND, PROGRESS_VARIANTS, VARIANTS, EstimateConfig
+from pipelines.estimator.data import HORIZON, advantages, check_dataset, lookahead
+from pipelines.estimator.manifest import estimate_manifest, manifest_matches, prepare_output
 from pipelines.estimator.model import load_checkpoint
+from pipelines.estimator.recap import estimation_setup
 from pipelines.runtime.checkpoints import read_meta
 from pipelines.runtime.cluster import check_job_output, cluster_cpus, connect, require
 from pipelines.vision.images import resize
@@ -149,13 +159,23 @@ def episode_outputs(model, features: np.ndarray, state: np.ndarray, kai0: bool):
 # --------------------------------------------------------------------------- the driver
 
 
+def progress_columns(model, episode: int, features: np.ndarray, state: np.ndarray):
+    """kai0/pi06: the columns of one episode (`advantages` of its raw outputs)."""
+    kai0 = model.config.variant == "kai0"
+    return advantages(*episode_outputs(model, features, state, kai0))
+
+
+COLUMNS = ("relative_advantage", "absolute_value", "absolute_advantage")
+
+
 def write_output_file(
-    ds: LeRobotDataset, source: Path, target: Path, model, features: dict[int, np.ndarray]
+    ds: LeRobotDataset, source: Path, target: Path, columns_of, features: dict[int, np.ndarray]
 ) -> None:
     """A data file's original columns + the estimator's columns, written atomically.
 
     `features` holds the encoded frames of every episode in the file (one for v2.1, several
-    for v3.0); each episode's columns come from its own frames only.
+    for v3.0); each episode's columns, `columns_of(episode, features, state)`, come from its
+    own frames only.
     """
     table = read_columns(source)
     state = np.stack(table.column("observation.state").to_numpy(zero_copy_only=False))
@@ -163,14 +183,12 @@ def write_output_file(
         where = table.column("episode_index").to_numpy()
     else:  # a v2.1 file without the column holds one episode
         where = np.full(table.num_rows, next(iter(features)))
-    kai0 = model.config.variant == "kai0"
     out: dict[str, np.ndarray] = {}
     for episode, feats in features.items():
         rows = np.flatnonzero(where == episode)  # frames in order within the file
-        values, relative = episode_outputs(model, feats, state[rows], kai0)
-        for name, col in advantages(values, relative).items():
+        for name, col in columns_of(episode, feats, state[rows]).items():
             out.setdefault(name, np.zeros(table.num_rows, np.float32))[rows] = col
-    for name in ("relative_advantage", "absolute_value", "absolute_advantage"):
+    for name in COLUMNS:
         if name not in out:
             continue
         if name in table.column_names:
@@ -198,10 +216,31 @@ def run(cfg: EstimateConfig, episodes: list[int] | None = None) -> EstimateResul
     ):
         if value < low:
             raise DatasetError(f"{name} {value}: at least {low}")
+    if cfg.n_step < 1:
+        raise DatasetError(f"--n-step {cfg.n_step}: at least 1")
     check_job_output(cfg.dataset, "dataset (written into)")
     ckpt = Path(cfg.checkpoint)
     meta = read_meta(ckpt, KIND)
     model = meta["model"]
+    variant = meta.get("variant")
+    if variant not in VARIANTS or model.get("variant") != variant:
+        raise DatasetError(f"{ckpt}: an estimator of an unknown variant {variant!r}")
+    if variant == "recap" and not isinstance(meta.get("recap"), dict):
+        raise DatasetError(f"{ckpt}: a recap checkpoint without its recap section")
+    if variant in PROGRESS_VARIANTS:  # RECAP's options mean nothing to a progress estimator
+        given = [
+            f"--{name} {value}"
+            for name, value, default in (
+                ("n-step", cfg.n_step, EstimateConfig.n_step),
+                ("default-outcome", cfg.default_outcome, None),
+            )
+            if value != default
+        ]
+        if given:
+            raise DatasetError(
+                f"{' and '.join(given)}: for recap checkpoints only; {ckpt} is a {variant} "
+                f"progress estimator (its advantage looks {HORIZON} frames ahead)"
+            )
     ds = LeRobotDataset(cfg.dataset)
     episodes = episodes if episodes is not None else ds.episode_indices
     cameras = check_dataset(ds, episodes, ("observation.state",), cfg.data_dir)
@@ -220,11 +259,12 @@ def run(cfg: EstimateConfig, episodes: list[int] | None = None) -> EstimateResul
     # One writer at a time: holding the dataset's lock also finishes a killed writer's commit
     # and removes stale temporaries (a killed estimate's among them), never another's.
     with exclusive_writer(ds.root, "flywheel estimate"):
-        return _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0)
+        return _estimate(cfg, ds, ckpt, meta, episodes, out_dir, t0)
 
 
-def _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0) -> EstimateResult:
+def _estimate(cfg, ds, ckpt, meta, episodes, out_dir, t0) -> EstimateResult:
     """`run`'s pass, holding the dataset's writer lock."""
+    model = meta["model"]
     # The output mirrors the input files (v3.0: multi-episode files), each written once all of
     # its episodes are estimated; a file whose output exists is done (resume).
     by_file: dict[Path, list[int]] = {}
@@ -234,8 +274,17 @@ def _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0) -> EstimateResult:
         wanted = {ds.data_file(e, cfg.data_dir) for e in episodes}
         by_file = {f: eps for f, eps in by_file.items() if f in wanted}
         episodes = [e for eps in by_file.values() for e in eps]
+    recap = None
+    if model["variant"] == "recap":  # every episode's outcome, before anything is written
+        recap = estimation_setup(
+            ds, meta["recap"], model["prompt_vocab"], episodes, cfg.n_step, cfg.default_outcome
+        )
+    manifest = estimate_manifest(
+        ds, ckpt, meta, cfg.data_dir, recap.manifest if recap is not None else None
+    )
+    reuse = manifest_matches(ds, out_dir, manifest)  # else every file is computed again
     target = {f: ds.data_file(eps[0], out_dir) for f, eps in by_file.items()}
-    pending = {f: set(eps) for f, eps in by_file.items() if not target[f].exists()}
+    pending = {f: set(eps) for f, eps in by_file.items() if not (reuse and target[f].exists())}
     todo = sorted(e for eps in pending.values() for e in eps)
     file_of = {e: f for f, eps in pending.items() for e in eps}
     lengths = {e: ds.episode_length(e) for e in todo}
@@ -256,6 +305,13 @@ def _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0) -> EstimateResult:
             "GPU", replicas * per_gpu, f"--replicas {replicas} x --gpus-per-replica {per_gpu:g}"
         )
     head, _, _ = load_checkpoint(ckpt)  # the driver runs the (small) value head
+    prepare_output(ds, out_dir, manifest)  # the first write: a stale folder's files go
+
+    def columns_of(episode: int, features: np.ndarray, state: np.ndarray):
+        if recap is not None:
+            return recap.columns(head, episode, features, state)
+        return progress_columns(head, episode, features, state)
+
     source = ray.data.from_items(
         [{"episode": e} for e in todo], override_num_blocks=min(len(todo), 4 * cpus)
     )
@@ -305,7 +361,7 @@ def _estimate(cfg, ds, ckpt, model, episodes, out_dir, t0) -> EstimateResult:
                 f = file_of[e]
                 finished.setdefault(f, {})[e] = got.pop(e)
                 if len(finished[f]) == len(pending[f]):
-                    write_output_file(ds, f, target[f], head, finished.pop(f))
+                    write_output_file(ds, f, target[f], columns_of, finished.pop(f))
                 written += 1
     if written != len(todo):
         raise DatasetError(f"{ds.root / out_dir}: {len(todo) - written} episode(s) incomplete")

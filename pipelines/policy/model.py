@@ -23,38 +23,15 @@ Inference is deterministic (no sampling): `predict` returns the chunk in the dat
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 
 from pipelines.vision.encoders import ENCODERS
+from pipelines.vision.prompts import PromptEncoder, prompt_words, tokenize, word_id  # noqa: F401
 
 ACTION_FRAMES = ("relative", "absolute")
-_WORD = re.compile(r"[a-z0-9]+")
-
-
-def prompt_words(text: str) -> list[str]:
-    """The lowercase words of a prompt (punctuation dropped)."""
-    return _WORD.findall(text.lower())
-
-
-def word_id(word: str, vocab: int) -> int:
-    """A word's id in 1 .. vocab - 1 (0 is padding), stable across processes."""
-    digest = hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
-    return 1 + int.from_bytes(digest, "little") % (vocab - 1)
-
-
-def tokenize(texts: list[str], vocab: int) -> np.ndarray:
-    """Texts -> len(texts) x L int64 word ids, 0-padded (L = the longest text, at least 1)."""
-    ids = [[word_id(w, vocab) for w in prompt_words(t)] for t in texts]
-    out = np.zeros((len(texts), max([1, *map(len, ids)])), dtype=np.int64)
-    for i, row in enumerate(ids):
-        out[i, : len(row)] = row
-    return out
 
 
 @dataclass
@@ -79,18 +56,6 @@ class PolicyConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class PromptEncoder(nn.Module):
-    """Word ids (B x L, 0 = padding) -> B x dim: the mean of the words' embeddings."""
-
-    def __init__(self, vocab: int, dim: int):
-        super().__init__()
-        self.vocab = vocab
-        self.bag = nn.EmbeddingBag(vocab, dim, mode="mean", padding_idx=0)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.bag(tokens)
 
 
 class ChunkPolicy(nn.Module):

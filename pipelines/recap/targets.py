@@ -64,7 +64,27 @@ def value_targets(
     for n in lengths:
         if isinstance(n, bool) or int(n) != n or n < 1:
             raise ValueError(f"episode length {n!r}: must be a whole number >= 1")
-    ids = list(range(len(lengths))) if episodes is None else list(episodes)
+    outcomes = resolve_outcomes(outcomes, default_outcome, episodes=episodes, dataset=dataset)
+    t_max = task_max_lengths(lengths, tasks)
+    return [
+        episode_targets(int(n), o, t_max[k], c_fail_coef)
+        for n, k, o in zip(lengths, tasks, outcomes, strict=True)
+    ]
+
+
+def resolve_outcomes(
+    outcomes: Sequence[bool | None],
+    default_outcome: str | None = None,
+    *,
+    episodes: Sequence[int] | None = None,
+    dataset: str = "DATASET",
+) -> list[bool]:
+    """The outcome each episode is taken with: its own, or a failure for one without (None)
+    when `default_outcome="failure"`; without a default, `MissingOutcomeError` names the
+    episodes (`episodes`, default 0, 1, ...) and how to add their outcomes."""
+    if default_outcome not in DEFAULT_OUTCOMES:
+        raise ValueError(f"default_outcome {default_outcome!r}: None or 'failure'")
+    ids = list(range(len(outcomes))) if episodes is None else list(episodes)
     missing = [ep for ep, o in zip(ids, outcomes, strict=True) if o is None]
     if missing and default_outcome is None:
         shown = ", ".join(map(str, missing[:5])) + (", ..." if len(missing) > 5 else "")
@@ -74,11 +94,7 @@ def value_targets(
             f"csv:FILE|reward|set:EPISODES=success`, or take them as failures with "
             f"--default-outcome failure"
         )
-    t_max = task_max_lengths(lengths, tasks)
-    return [
-        episode_targets(int(n), bool(o), t_max[k], c_fail_coef)
-        for n, k, o in zip(lengths, tasks, outcomes, strict=True)
-    ]
+    return [bool(o) for o in outcomes]
 
 
 def _coef(c_fail_coef: float) -> float:

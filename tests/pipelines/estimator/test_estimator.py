@@ -385,9 +385,13 @@ def test_training_resumes_after_a_killed_worker_and_on_rerun(tiny, tmp_path, mon
         write_parquet(episode_data_path(fresh, e), ds.read_episode(e).drop(truth))
     for e in (1, 3):
         episode_data_path(fresh, e, out.out_dir.name).unlink()
+    stale = episode_data_path(fresh, 0, out.out_dir.name)
+    stale.write_bytes(b"computed from the old files")
+    # the source files changed, so the manifest differs: every file is computed again
     redo = inference.run(inference.EstimateConfig(str(fresh), again.checkpoint))
-    assert redo.episodes == 2 and redo.skipped == 3
-    for e in (1, 3):
+    assert redo.episodes == 5 and redo.skipped == 0
+    assert read_columns(stale).num_rows == ds.episode_length(0)
+    for e in ds.episode_indices:
         before = read_columns(episode_data_path(tiny, e, out.out_dir.name))
         after = read_columns(episode_data_path(fresh, e, out.out_dir.name))
         assert not set(truth) & set(after.column_names)
