@@ -31,6 +31,7 @@ COMMANDS = {
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
     "convert": ("pipelines.convert", "a LeRobot dataset in the other format (v2.1 <-> v3.0)"),
+    "export": ("pipelines.export", "a policy, classifier or value model for use without Flywheel"),
 }
 
 
