@@ -122,10 +122,11 @@ def _run(cfg: LabelConfig, out, t0: float) -> LabelResult:
         top_column = INTERVENTION_COLUMN if INTERVENTION_COLUMN in names else None
         if top_column is None and "data_type" in names:
             top_column = "data_type"
-        if top_column is None:
-            raise DatasetError(
-                f"{ds.relative(files[0])}: missing column {INTERVENTION_COLUMN!r} "
-                "(needed by --intervention-positive)"
+        if top_column is None:  # a lerobot-record recording: nothing marks an intervention
+            print(
+                f"warning: {ds.relative(files[0])}: no {INTERVENTION_COLUMN!r} or 'data_type' "
+                "column, so --intervention-positive forces no frame positive",
+                file=sys.stderr,
             )
 
     tracked = None

@@ -51,11 +51,6 @@ def _set(t: pa.Table, name: str, values) -> pa.Table:
         ("unreadable", [], r"episode_000004.parquet: unreadable parquet footer"),
         ("empty", [], r"data: no chunk-\*/\*.parquet files \(empty dataset\)$"),
         ("no-info", [], r"meta/info.json: missing \(not a LeRobot dataset\)$"),
-        (
-            "no-interv",
-            ["--intervention-positive"],
-            r"missing column 'complementary_info.is_intervention'",
-        ),
         ("bad-threshold", ["--threshold", "150"], r"--threshold 150.0: must be between 0 and 100"),
         ("bad-data-dir", ["--data-dir", "../x"], r"--data-dir '../x'"),
     ],
@@ -81,9 +76,6 @@ def test_bad_input_is_one_line_exit_2_and_dataset_untouched(small, capsys, case,
         shutil.rmtree(small / "data")
     elif case == "no-info":
         (small / "meta" / "info.json").unlink()
-    elif case == "no-interv":
-        for e in range(12):
-            _break(small, e, lambda t: t.drop(["complementary_info.is_intervention", "data_type"]))
     before = snapshot(small)
     code, out, err = run_cli([small, *argv, "--no-mlflow"], capsys)
     assert code == 2
@@ -94,6 +86,22 @@ def test_bad_input_is_one_line_exit_2_and_dataset_untouched(small, capsys, case,
 
     assert re.search(message, lines[0]), lines[0]
     assert snapshot(small) == before
+
+
+def test_intervention_positive_without_interventions_warns_and_labels(small, capsys):
+    """A lerobot-record recording marks no interventions: --intervention-positive (part of the
+    outcome path's label command) then forces nothing, says so, and labels all the same."""
+    for e in range(12):
+        _break(small, e, lambda t: t.drop(["complementary_info.is_intervention", "data_type"]))
+    code, _, err = run_cli(
+        [small, "--intervention-positive", "--threshold", "30", "--no-mlflow"], capsys
+    )
+    assert code == 0, err
+    assert "--intervention-positive forces no frame positive" in err
+    labels = np.concatenate(
+        [read_columns(episode_data_path(small, e), ["task_index"])["task_index"] for e in range(12)]
+    )
+    assert 0 < (labels % 2).mean() < 1  # both labels given
 
 
 def _corrupt_column(path: Path, column: str) -> None:
