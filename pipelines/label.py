@@ -32,7 +32,9 @@ def report(cfg: LabelConfig, result: LabelResult) -> list[str]:
         f"  task_index={i} {text!r}: {result.counts[i]} frames"
         for i, text in enumerate(result.task_texts)
     ]
-    lines.append(f"Results: {Path(cfg.dataset).resolve()} (meta/tasks.jsonl, {cfg.data_dir}/)")
+    root = Path(cfg.dataset).resolve()
+    tasks = "tasks.parquet" if (root / "meta" / "tasks.parquet").exists() else "tasks.jsonl"
+    lines.append(f"Results: {root} (meta/{tasks}, {cfg.data_dir}/)")
     lines += [result.mlflow_run] if result.mlflow_run else []
     return [*lines, "\n✓ Task completed successfully!"]
 

@@ -56,7 +56,9 @@ class EstimatorTrainConfig(FlagConfig):
 @dataclass
 class EstimateConfig(FlagConfig):
     dataset: str = flag(help="a LeRobot dataset (the output is written into it)", positional=True)
-    checkpoint: str = flag(help="a checkpoint folder of train-estimator")
+    checkpoint: str = flag(
+        help="a checkpoint folder of train-estimator, or its run folder (the latest checkpoint)"
+    )
     batch_size: int = flag(64, "frames per encoder batch")
     replicas: int | None = flag(None, "model replicas (actors); unset: one per GPU, else per CPU")
     gpus_per_replica: float | None = flag(None, "unset: 1 when the cluster has GPUs")

@@ -57,7 +57,7 @@ from pipelines.estimator.data import HORIZON, advantages, check_dataset, lookahe
 from pipelines.estimator.manifest import estimate_manifest, manifest_matches, prepare_output
 from pipelines.estimator.model import load_checkpoint
 from pipelines.estimator.recap import estimation_setup
-from pipelines.runtime.checkpoints import read_meta
+from pipelines.runtime.checkpoints import checkpoint_kind, latest_checkpoint, read_meta
 from pipelines.runtime.cluster import check_job_output, cluster_cpus, connect, require
 from pipelines.vision.images import resize
 
@@ -220,6 +220,8 @@ def run(cfg: EstimateConfig, episodes: list[int] | None = None) -> EstimateResul
         raise DatasetError(f"--n-step {cfg.n_step}: at least 1")
     check_job_output(cfg.dataset, "dataset (written into)")
     ckpt = Path(cfg.checkpoint)
+    if ckpt.is_dir() and checkpoint_kind(ckpt) is None:  # a run folder: its latest checkpoint
+        ckpt = latest_checkpoint(ckpt, KIND) or ckpt
     meta = read_meta(ckpt, KIND)
     model = meta["model"]
     variant = meta.get("variant")

@@ -123,8 +123,9 @@ def test_a_lerobot_recording_through_outcomes_recap_training_and_estimate(
         returns = episode_targets(len(v), ds.episode_outcome(e), 200, 1.0)
         assert np.allclose(a, n_step_advantages(v, returns, -1 / 400, 50), atol=1e-6)
         values[e] = v
-    # the same manifest: resumed (nothing to do); another N: everything computed again
-    assert estimate.main(argv) == 0
+    # the same manifest: resumed (nothing to do), also with the run folder standing for its
+    # latest checkpoint; another N: everything computed again
+    assert estimate.main([str(root), "--checkpoint", str(ckpt.parent), "--batch-size", "16"]) == 0
     assert "12 already done" in capsys.readouterr().out
     assert estimate.main([*argv, "--n-step", "10"]) == 0
     assert "0 already done" in capsys.readouterr().out
