@@ -1,9 +1,12 @@
+# PYTHON_ARGCOMPLETE_OK (register-python-argcomplete looks for this line: `complete()` below)
 """The `flywheel` command: one subcommand per job, each also `python -m pipelines.<job>`."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.metadata
+import os
 import sys
 
 from pipelines.runtime.cluster import exit_process
@@ -30,6 +33,7 @@ COMMANDS = {
     "sweep": ("pipelines.sweep", "Ray Tune sweeps: awbc, reward-threshold, hilserl"),
     "robot": ("pipelines.robot", "the SO-101 arms: ping, calibrate, teleop, emulate"),
     "inspect": ("pipelines.inspect", "describe a LeRobot dataset and what its folder lacks"),
+    "view": ("pipelines.view", "one episode as a PNG: frames, value curve, advantage labels"),
     "convert": ("pipelines.convert", "a LeRobot dataset in the other format (v2.1 <-> v3.0)"),
     "export": ("pipelines.export", "a policy, classifier or value model for use without Flywheel"),
 }
@@ -66,8 +70,36 @@ def main(argv: list[str] | None = None) -> int:
     return module.main(rest, prog=f"flywheel {name}")
 
 
+def complete(output_stream=None, exit_method=os._exit) -> None:
+    """Shell completion (argcomplete), when the shell asks for it (`_ARGCOMPLETE` set, after
+    `eval "$(register-python-argcomplete flywheel)"`): the commands, and the flags of the one
+    being completed, whose module alone is imported. Prints the completions and exits; without
+    `_ARGCOMPLETE` (or without argcomplete installed) it does nothing."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    root = argparse.ArgumentParser(prog="flywheel")
+    root.add_argument("--version", action="version", version=version())
+    commands = root.add_subparsers(dest="command")
+    line = os.environ.get("COMP_LINE", "")[: int(os.environ.get("COMP_POINT", "0") or 0)]
+    words = line.split()
+    for name, (_, text) in COMMANDS.items():
+        commands.add_parser(name, help=text)
+    typed = len(words) > 2 or (len(words) == 2 and line.endswith(" "))
+    if typed and words[1] in COMMANDS:  # the command being completed: its own parser
+        name = words[1]
+        job = importlib.import_module(COMMANDS[name][0]).build_parser(f"flywheel {name}")
+        job.format_usage()  # a JobParser adds --config and --print-config on first use
+        commands.choices[name] = job
+    argcomplete.autocomplete(root, output_stream=output_stream, exit_method=exit_method)
+
+
 def run() -> None:
     """Console-script entry point."""
+    complete()
     exit_process(main())
 
 

@@ -126,3 +126,20 @@ def test_every_job_flag_shows_its_default_and_the_config_flags(command):
                 continue
             shown = formatter._get_help_string(action) or ""
             assert "default" in shown.lower(), f"{parser.prog} {action.option_strings[0]}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_job_flag_and_argument_says_what_it_is(command):
+    """`--help` teaches: no flag, positional argument or subcommand without a help text."""
+    module = importlib.import_module(COMMANDS[command][0])
+    for parser in _parsers(module.build_parser(f"flywheel {command}")):
+        parser.format_help()
+        for action in parser._actions:
+            if action.help == argparse.SUPPRESS or isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    assert (choice.help or "").strip(), f"{parser.prog} {choice.dest}: no help"
+                continue
+            name = action.option_strings[0] if action.option_strings else action.dest
+            assert (action.help or "").strip(), f"{parser.prog} {name}: no help text"
