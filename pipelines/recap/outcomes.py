@@ -24,6 +24,7 @@ from pipelines.dataset import (
     exclusive_writer,
     stage_episode_outcomes,
 )
+from pipelines.labeling.advantage import base_task
 from pipelines.recap.config import OutcomesConfig
 from pipelines.recap.sources import FrameScorer, parse_source, read_outcomes
 from pipelines.recap.targets import MissingOutcomeError, value_targets
@@ -50,9 +51,10 @@ class OutcomesResult:
 
 
 def episode_task(ds: LeRobotDataset, ep: int) -> str:
-    """The episode's task text (its first, as LeRobot lists them), '' when it lists none."""
+    """The episode's task text (its first, as LeRobot lists them; without the ', Advantage:
+    ...' suffix a labeling added, so that labels never change it), '' when it lists none."""
     tasks = (ds.episodes.get(ep) or {}).get("tasks") or []
-    return tasks[0] if tasks else ""
+    return base_task(tasks[0]) if tasks else ""
 
 
 def run(cfg: OutcomesConfig, scorer: FrameScorer | None = None) -> OutcomesResult:

@@ -137,6 +137,11 @@ def test_a_lerobot_recording_through_outcomes_recap_training_and_estimate(
         assert np.allclose(a, n_step_advantages(v, returns, -1 / 400, 10), atol=1e-6)
     # Stage 0 takes the output as it takes kai0's
     assert label_from_estimate(root, out_dir.name).frames == 840
+    # labeling adds ', Advantage: ...' to the episodes' task texts; the value's task (its input
+    # and its T_max) stays the base text, so the same estimate is still the one on disk
+    assert LeRobotDataset(root).episodes[0]["tasks"][0] != TASK
+    assert estimate.main([*argv, "--n-step", "10"]) == 0
+    assert "12 already done" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- bad input
