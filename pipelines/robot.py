@@ -3,8 +3,12 @@
 Every command works against real serial ports (`--port`, `--follower-port`, `--leader-port`)
 and against the emulated arms (`--sim`: STS3215 emulators speaking the real protocol, the
 follower coupled to the simulator and its cameras), which is the default when no port is given.
-Calibrations are JSON files, one per arm id, in `--calibration-dir`
-(default ~/.cache/flywheel/calibration); the emulated arms use their known calibration.
+Calibrations are JSON files in LeRobot's schema, one per arm id, where LeRobot keeps them
+(~/.cache/huggingface/lerobot/calibration/robots/so_follower/<id>.json, so101_follower for
+LeRobot < 0.5, and teleoperators/so_leader|so101_leader for leaders; $HF_LEROBOT_CALIBRATION
+overrides the root), so that an arm calibrated with LeRobot needs no second calibration
+(`--follower-id`/`--leader-id` name it) and `calibrate` writes where LeRobot reads; or in
+`--calibration-dir DIR`; the emulated arms use their known calibration.
 The drivers live in `actors.so101` (`calibrate`, `record`, `emulate`).
 """
 

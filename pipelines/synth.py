@@ -1,7 +1,7 @@
 """`flywheel synth OUT --episodes N`: simulated SO-101 episodes as a LeRobot dataset.
 
 Episodes of scripted controllers of graded quality (`--mix`), some supervised by a simulated
-operator, rolled out as Ray tasks and written as a LeRobot v2.1 or v3.0 dataset, each episode
+operator, rolled out as Ray tasks and written as a LeRobot v3.0 (or v2.1) dataset, each episode
 with its outcome (`episode_success` in meta/episodes: did the simulator see it succeed). The
 design, and what each column holds, is in `pipelines.synthesis`; this module parses the flags.
 

@@ -98,7 +98,7 @@ class CollectConfig(FlagConfig):
     fps: int = flag(10, "control and video frame rate")
     image_size: int = flag(128, "camera image size (pixels)")
     vcodec: str | None = flag(None, "video codec: av1, h264 or mpeg4")
-    format: str = flag(V21, f"LeRobot layout: {V21} or {V30}")
+    format: str = flag(V30, f"LeRobot layout: {V30} or {V21}")
     ray_address: str | None = flag(None, "a Ray cluster to join (unset: local)")
 
     @property

@@ -9,8 +9,9 @@ Calibration of one arm, in two steps a CLI (prompts) or a test (emulator) can dr
    Present_Position is polled; the min/max seen (in the homed frame) are the range.
 
 `finish_calibration` writes Min/Max_Position_Limit and returns the `MotorCalibration`s;
-`save_calibration` / `load_calibration` keep them as one JSON file per arm (same layout as
-LeRobot's), and `write_calibration` puts a loaded calibration back on the motors.
+`save_calibration` / `load_calibration` keep them as one JSON file per arm in a folder (LeRobot's
+schema), `save_arm_calibration` where LeRobot keeps them (`pipelines.dataset.calibration`), and
+`write_calibration` puts a loaded calibration back on the motors.
 
 `Normalizer` maps raw Present/Goal_Position to user units: degrees around the middle of the
 range, `(raw - mid) * 360 / 4096` with mid = (range_min + range_max) / 2, for arm joints, and
@@ -26,28 +27,23 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from actors.feetech.bus import FeetechBus
 from actors.feetech.registers import COUNTS_PER_TURN, HALF_TURN, MAX_POSITION
+from pipelines.dataset.atomic import make_folders
+from pipelines.dataset.calibration import (
+    FLYWHEEL_CALIBRATION_DIR,
+    MotorCalibration,
+    lerobot_calibration_files,
+)
 
-DEFAULT_CALIBRATION_DIR = Path("~/.cache/flywheel/calibration").expanduser()
+DEFAULT_CALIBRATION_DIR = FLYWHEEL_CALIBRATION_DIR  # Flywheel's own folder, still read
 
 
 class CalibrationError(ValueError):
     """A calibration is incomplete, inconsistent or does not match the bus."""
-
-
-@dataclass(frozen=True)
-class MotorCalibration:
-    """Calibration of one motor; positions are raw counts in the homed frame."""
-
-    id: int
-    drive_mode: int  # 0: as the servo counts, 1: reversed
-    homing_offset: int
-    range_min: int
-    range_max: int
 
 
 ArmCalibration = dict[str, MotorCalibration]
@@ -69,7 +65,7 @@ def save_calibration(
     """Write the arm's JSON file atomically and durably (a fsynced temp file in the same folder,
     os.replace, then the folder fsynced so that the rename survives a power loss)."""
     path = calibration_path(arm_id, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     text = json.dumps({name: asdict(motor) for name, motor in calibration.items()}, indent=4)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -83,6 +79,24 @@ def save_calibration(
         raise
     fsync_folder(path.parent)
     return path
+
+
+def save_arm_calibration(
+    calibration: Mapping[str, MotorCalibration],
+    role: str,
+    arm_id: str,
+    directory: str | Path | None = None,
+) -> list[Path]:
+    """Write the `role` ("follower" / "leader") arm's calibration where it is read from:
+    `<directory>/<arm_id>.json`, or (no directory) each of LeRobot's files for the SO-101
+    (`pipelines.dataset.calibration`: LeRobot 0.6's type folder and the earlier one), each
+    atomically and durably (`save_calibration`). Returns the paths written."""
+    if directory is not None:
+        return [save_calibration(calibration, arm_id, directory)]
+    return [
+        save_calibration(calibration, arm_id, path.parent)
+        for path in lerobot_calibration_files(role, arm_id)
+    ]
 
 
 def fsync_folder(folder: str | Path) -> None:

@@ -179,7 +179,10 @@ def check_inputs(cfg: HilserlConfig, available: int | None = None) -> Inputs:
         cameras = env_cameras
         image_size = cfg.image_size or 64
     if cfg.learner.offline_dataset:
-        check_offline_dataset(cfg.learner.offline_dataset, cameras)
+        learner = cfg.learner
+        check_offline_dataset(
+            learner.offline_dataset, cameras, learner.offline_units, learner.offline_calibration
+        )
     if cfg.collector.reward == "classifier" and cfg.collector.reward_url:
         check_reward_endpoint(cfg, cameras, image_size)  # HTTP: no cluster needed
     frozen_dim = encoder.feature_dim if encoder is not None else 0

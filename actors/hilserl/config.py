@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.so101 import RobotConfig
+from pipelines.dataset import V21, V30
+from pipelines.dataset.units import BODY_UNITS, UNITS_HELP
 from pipelines.rl.config import AgentHyperparameters
 from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.simulator.tasks import CAMERAS, DEFAULT_TASK, TASKS
@@ -61,6 +63,16 @@ class HilserlLearnerConfig:
     offline_capacity: int = flag(100_000, "offline buffer size (transitions)")
     online_ratio: float = flag(0.5, "the share of a batch from the online buffer")
     offline_dataset: str | None = flag(None, "a LeRobot dataset seeding the offline buffer")
+    offline_units: str | None = flag(
+        None, UNITS_HELP.format("the offline dataset's"), choices=BODY_UNITS
+    )
+    offline_calibration: str | None = flag(
+        None,
+        "the calibration of the arm that recorded the offline dataset, to convert its "
+        "range_m100_100 joints to degrees: a JSON file (LeRobot's schema) or a follower id in "
+        "LeRobot's calibration folders",
+        metavar="FILE|ID",
+    )
     learning_starts: int = flag(100, "online transitions before training")
     updates_per_step: float = flag(1.0, "learner steps per env step (0: free)")
     max_lag: int = flag(200, "learner steps behind before collectors wait")
@@ -134,6 +146,11 @@ class HilserlConfig(FlagConfig):
     encoder: str | None = flag(None, "drqv2 or frozen:CHECKPOINT")  # unset: the job's docstring
     image_size: int | None = flag(None, "camera frames; unset: the frozen encoder's, else 64")
     record: bool = flag(True, "do not record the online episodes")  # the flag is --no-record
+    record_format: str | None = flag(  # None: v3.0 for a new recording, its own when resumed
+        None,
+        "LeRobot layout of a new recording: v3.0 (unset) or v2.1; a resumed run keeps its own",
+        choices=[V30, V21],
+    )
     name: str | None = flag(None, "the run's name; unset: hilserl")
     storage: str = flag("flywheel-runs", "where runs and checkpoints go")
     ray_address: str | None = flag(None, "the Ray cluster; unset: a local one")

@@ -142,6 +142,7 @@ def _run(cfg: HilserlConfig, res: ResolvedRun, settings: dict, mlflow_uri, t0: f
                     TASKS[cfg.collector.task].text,
                     {k: (res.image_size, res.image_size) for k in res.cameras},
                     settings["max_ee_step"],
+                    cfg.record_format,
                 )
             )
             actors.append(recorder)

@@ -137,12 +137,20 @@ class HilserlLearner:
     def _load_offline(self) -> None:
         meta = self.run_meta
         cameras = list(meta["cameras"])
-        ds = check_offline_dataset(self.cfg.offline_dataset, cameras)
+        units, calibration = self.cfg.offline_units, self.cfg.offline_calibration
+        ds = check_offline_dataset(self.cfg.offline_dataset, cameras, units, calibration)
         encoder = frozen_from_export(self.encoder_export) if self.encoder_export else None
         keep_images = self.agent_config.encoder == "drqv2"
         max_step = float(meta.get("max_ee_step", SO101Env().max_ee_step))
         for episode in load_offline_episodes(
-            ds, cameras, int(meta["image_size"]), max_step, encoder, keep_images
+            ds,
+            cameras,
+            int(meta["image_size"]),
+            max_step,
+            encoder,
+            keep_images,
+            units=units,
+            calibration=calibration,
         ):
             episode.obs = {k: v for k, v in episode.obs.items() if k in self.online.obs_spec}
             self.offline.add(episode)

@@ -25,15 +25,28 @@ owner) is counted as `lost`, and reported.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import ray
 
 from actors.arm import JOINTS
 from pipelines.dataset import EpisodeRecorder
+from pipelines.dataset.units import EE_UNITS
 from pipelines.simulator.wrappers import EE_ACTION_NAMES, denormalize_ee_action
 
 
 class OnlineRecorder:
-    def __init__(self, root: str, fps: int, task: str, cameras: dict, max_ee_step: float):
+    def __init__(
+        self,
+        root: str,
+        fps: int,
+        task: str,
+        cameras: dict,
+        max_ee_step: float,
+        version: str | None = None,
+    ):
+        """`version`: a new recording's layout (None: the recorder's default, v3.0); a
+        resumed run's recording keeps its own."""
         self.recorder = EpisodeRecorder(
             root,
             fps=fps,
@@ -42,6 +55,8 @@ class OnlineRecorder:
             cameras={k: tuple(v) for k, v in cameras.items()},
             data_type="auto",
             action_names=EE_ACTION_NAMES,
+            action_units=EE_UNITS,
+            version=None if (Path(root) / "meta" / "info.json").exists() else version,
         )
         self.cameras = list(cameras)
         self.max_ee_step = max_ee_step

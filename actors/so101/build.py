@@ -4,9 +4,10 @@ A follower (and a leader), the cameras and, for the emulated workcell, the `Emul
 are connected to, as an `SO101Arms`. Emulated: servo emulators on pseudo-terminals behind the
 real Feetech driver, the follower coupled to a simulator and the cameras rendering it, the arms
 on the known emulated calibration (or a saved one, when an arm id is given). Real: the serial
-ports, the calibrations saved by `flywheel robot calibrate`, OpenCV cameras. `remote=True` runs
-every part as a Ray actor (the arms restarted by Ray, re-handshaking, if their process dies);
-otherwise they are plain objects in this process.
+ports, the arms' calibrations (LeRobot's files, or `flywheel robot calibrate`'s:
+`arm_calibration`), OpenCV cameras. `remote=True` runs every part as a Ray actor (the arms
+restarted by Ray, re-handshaking, if their process dies); otherwise they are plain objects in
+this process.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 from actors.arm import FollowerArm, LeaderArm
 from actors.camera import OpenCVCamera, RobotCamera
 from actors.emulated_robot import EMULATED_CALIBRATION, REPLY_TIMEOUT_MS, EmulatedSO101
-from actors.feetech.calibration import CalibrationError, load_calibration
 from actors.so101.config import RobotConfig, RobotError
+from pipelines.dataset import DatasetError
+from pipelines.dataset.calibration import find_calibration_file, read_calibration_file, searched
 from pipelines.simulator.tasks import CAMERAS as EMULATED_CAMERAS
 
 # an emulated bus stalls when the machine is busy (its servos are threads, maybe in another
@@ -29,26 +31,40 @@ EMULATED_BUS = {"timeout_ms": REPLY_TIMEOUT_MS, "retries": 20}
 ARM_RESTARTS = 3  # a Ray arm actor whose process died is restarted (and re-handshakes)
 
 
-def arm_calibration(arm_id: str, directory: str):
-    """The calibration `flywheel robot calibrate` recorded for `arm_id` in `directory`."""
+def arm_calibration(arm_id: str, directory: str | None, role: str = "follower"):
+    """The calibration of the `role` ("follower" / "leader") arm `arm_id`: `<directory>/<id>.json`,
+    or without a directory LeRobot's file, then Flywheel's former folder
+    (`pipelines.dataset.calibration`); a one-line RobotError when there is none or it is bad."""
     try:
-        return load_calibration(arm_id, directory)
-    except FileNotFoundError:
-        raise RobotError(
-            f"{directory}/{arm_id}.json: no calibration for arm {arm_id!r}; run "
-            f"`flywheel robot calibrate --arm-id {arm_id} --port ...` first"
-        ) from None
-    except (CalibrationError, ValueError) as e:
-        raise RobotError(f"{directory}/{arm_id}.json: {e}") from None
+        path = find_calibration_file(role, arm_id, directory)
+        if path is None:
+            looked, leader = searched(role, arm_id, directory), " --leader" * (role == "leader")
+            missing = (
+                f"{looked}: no calibration for arm {arm_id!r} ({role})"
+                if directory is not None
+                else f"no calibration for arm {arm_id!r} ({role}; looked for {looked})"
+            )
+            raise RobotError(
+                f"{missing}; run `flywheel robot calibrate --arm-id {arm_id}{leader} --port ...` "
+                "or LeRobot's lerobot-calibrate first"
+            )
+        return read_calibration_file(path)
+    except RobotError:
+        raise
+    except DatasetError as e:
+        raise RobotError(str(e)) from None
 
 
-def calibration_of(arm_id: str | None, directory: str, emulated: bool):
-    """An arm's calibration: the saved one of `arm_id`, or the emulated arms' known one."""
+def calibration_of(
+    arm_id: str | None, directory: str | None, emulated: bool, role: str = "follower"
+):
+    """An arm's calibration: the saved one of `arm_id` (`arm_calibration`), or the emulated
+    arms' known one."""
     if emulated and arm_id is None:
         return EMULATED_CALIBRATION
     if arm_id is None:
         raise RobotError("--follower-id/--leader-id (or --arm-id): which calibration to use")
-    return arm_calibration(arm_id, directory)
+    return arm_calibration(arm_id, directory, role)
 
 
 def bus_options(emulated: bool) -> dict:
@@ -135,7 +151,9 @@ def open_so101(
         settings = bus_options(emulated) if bus is None else bus
         follower_cal = calibration_of(config.follower_id, config.calibrations, emulated)
         leader_cal = (
-            calibration_of(config.leader_id, config.calibrations, emulated) if leader else None
+            calibration_of(config.leader_id, config.calibrations, emulated, "leader")
+            if leader
+            else None
         )
         arms.follower = start(
             FollowerArm,

@@ -2,7 +2,9 @@
 
 Without a port both open an `EmulatedSO101` in this process and talk to one of its arms; the
 emulated calibration is recorded by `SimHand`, a simulated hand that moves the arm as a person
-would. Calibrations are JSON files, one per arm id, in the calibrations folder.
+would. Calibrations are JSON files in LeRobot's schema, one per arm id, where LeRobot keeps them
+(`pipelines.dataset.calibration`: read from either of LeRobot's SO-101 type folders, written to
+both), or in `--calibration-dir`.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from actors.feetech.calibration import (
     Normalizer,
     finish_calibration,
     record_ranges_of_motion,
-    save_calibration,
+    save_arm_calibration,
     set_half_turn_homings,
 )
 from actors.so101.build import bus_options, calibration_of
-from actors.so101.config import CalibrateConfig, PingConfig, RobotError, calibrations_folder
+from actors.so101.config import CalibrateConfig, PingConfig, RobotError
+from pipelines.dataset.calibration import check_arm_id
 from pipelines.simulator import kinematics as kin
 
 
@@ -41,8 +44,8 @@ def ping(config: PingConfig) -> int:
             raw = bus.sync_read("Present_Position")
             norm = None
             if config.arm_id or emulated:
-                folder = calibrations_folder(config.calibration_dir)
-                cal = calibration_of(config.arm_id, folder, emulated)
+                role = "leader" if config.leader else "follower"
+                cal = calibration_of(config.arm_id, config.calibration_dir, emulated, role)
                 norm = Normalizer(cal).normalize(raw)
             for name, motor_id in SO101_MOTORS.items():
                 unit = "%" if name == "gripper" else "deg"
@@ -58,8 +61,10 @@ def ping(config: PingConfig) -> int:
 
 
 def calibrate(config: CalibrateConfig) -> int:
-    """Record the arm's homing offsets and ranges of motion and save them under its id: a
-    person at a real arm presses Enter; the emulated arm is moved by a `SimHand`."""
+    """Record the arm's homing offsets and ranges of motion and save them under its id (where
+    LeRobot keeps them, or in --calibration-dir): a person at a real arm presses Enter; the
+    emulated arm is moved by a `SimHand`."""
+    check_arm_id(config.arm_id)  # before the arm is touched
     robot = None
     port = config.port
     side = "leader" if config.leader else "follower"
@@ -94,7 +99,7 @@ def calibrate(config: CalibrateConfig) -> int:
             if closed:
                 raise closed[0]
             cal = finish_calibration(bus, offsets, mins, maxes, full_turn_motors=("wrist_roll",))
-        path = save_calibration(cal, config.arm_id, calibrations_folder(config.calibration_dir))
+        paths = save_arm_calibration(cal, side, config.arm_id, config.calibration_dir)
     finally:
         if robot is not None:
             robot.close()
@@ -102,7 +107,7 @@ def calibrate(config: CalibrateConfig) -> int:
         print(
             f"  {name:<14} homing offset {m.homing_offset:5d}  range {m.range_min}..{m.range_max}"
         )
-    print(f"Calibration of arm {config.arm_id!r} saved to {path}")
+    print(f"Calibration of arm {config.arm_id!r} saved to {', '.join(map(str, paths))}")
     return 0
 
 

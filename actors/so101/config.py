@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from actors.feetech.calibration import DEFAULT_CALIBRATION_DIR
 from pipelines.dataset import DatasetError
 from pipelines.runtime.flags import FlagConfig, flag, section
 from pipelines.simulator.tasks import DEFAULT_TASK, TASK_NAMES
 
 CAMERA_PREFIX = "observation.images."
 CALIBRATION_DIR_HELP = (
-    f"the arms' calibrations, one JSON file per arm id (unset: {DEFAULT_CALIBRATION_DIR})"
+    "a folder of calibrations, <DIR>/<arm id>.json (unset: LeRobot's folders, "
+    "~/.cache/huggingface/lerobot/calibration/{robots,teleoperators}/<type>/<id>.json or "
+    "$HF_LEROBOT_CALIBRATION, then ~/.cache/flywheel/calibration)"
 )
 
 
@@ -34,9 +35,9 @@ class RobotConfig:
 
     follower_port: str | None = flag(None, "a real arm's follower serial port")
     leader_port: str | None = flag(None, "a real arm's leader serial port")
-    follower_id: str | None = flag(None, "the follower's calibration name")
-    leader_id: str | None = flag(None, "the leader's calibration name")
-    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)  # None: the default folder
+    follower_id: str | None = flag(None, "the follower's calibration name (LeRobot's robot id)")
+    leader_id: str | None = flag(None, "the leader's calibration name (LeRobot's teleop id)")
+    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)  # None: LeRobot's folders
     camera: list[str] = flag(
         default_factory=list,
         help="a real arm's OpenCV camera: front=0, wrist=/dev/video2 (repeatable)",
@@ -45,9 +46,9 @@ class RobotConfig:
     )
 
     @property
-    def calibrations(self) -> str:
-        """The calibrations folder."""
-        return calibrations_folder(self.calibration_dir)
+    def calibrations(self) -> str | None:
+        """The calibrations folder (None: LeRobot's, `pipelines.dataset.calibration`)."""
+        return self.calibration_dir
 
     @property
     def has_ports(self) -> bool:
@@ -64,10 +65,6 @@ class FollowerConfig(RobotConfig):
 
     leader_port: str | None = flag(None, "a real arm's leader serial port", hidden=True)
     leader_id: str | None = flag(None, "the leader's calibration name", hidden=True)
-
-
-def calibrations_folder(calibration_dir: str | None) -> str:
-    return calibration_dir or str(DEFAULT_CALIBRATION_DIR)
 
 
 def camera_sources(values: Iterable[str]) -> dict[str, int | str]:
@@ -95,24 +92,33 @@ class PingConfig(FlagConfig):
     sim: bool = flag(False, "an emulated arm (without --port)")
     calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)
     arm_id: str | None = flag(None, "name of the arm's calibration")
+    leader: bool = flag(False, "a leader arm (its calibration among LeRobot's teleoperators)")
 
 
 @dataclass
 class CalibrateConfig(FlagConfig):
     """`flywheel robot calibrate`: record an arm's homing offsets and ranges."""
 
-    arm_id: str = flag(help="name to save the calibration under")
+    arm_id: str = flag(help="name to save the calibration under (LeRobot's --robot.id)")
     port: str | None = flag(None, "serial port (unset: an emulated arm)")
     sim: bool = flag(False, "an emulated arm (without --port)")
-    leader: bool = flag(False, "(--sim) calibrate the leader")
-    calibration_dir: str | None = flag(None, CALIBRATION_DIR_HELP)
+    leader: bool = flag(
+        False, "a leader arm (saved among LeRobot's teleoperators; --sim: the emulated leader)"
+    )
+    calibration_dir: str | None = flag(
+        None,
+        "save to <DIR>/<arm id>.json (unset: LeRobot's folders, where lerobot-teleoperate and "
+        "lerobot-record find it: robots/so_follower and robots/so101_follower, or "
+        "teleoperators/so_leader and so101_leader, under ~/.cache/huggingface/lerobot/calibration "
+        "or $HF_LEROBOT_CALIBRATION)",
+    )
 
 
 @dataclass
 class TeleopConfig(FlagConfig):
     """`flywheel robot teleop`: drive the follower from the leader and record episodes."""
 
-    out: str = flag(help="LeRobot v2.1 dataset folder (created, or appended to)", positional=True)
+    out: str = flag(help="LeRobot dataset folder (created, or appended to)", positional=True)
     robot: RobotConfig = section(RobotConfig)
     fps: float = flag(30.0, "control and recording rate")
     episodes: int = flag(1, "episodes to record")
@@ -133,9 +139,10 @@ class TeleopConfig(FlagConfig):
         "video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4; "
         "appending keeps the dataset's",
     )
-    format: str | None = flag(  # None: V21 for a new dataset, the dataset's when appending
+    format: str | None = flag(  # None: V30 for a new dataset, the dataset's when appending
         None,
-        "LeRobot layout of a new dataset: v2.1 (unset) or v3.0; appending keeps the dataset's",
+        "LeRobot layout of a new dataset: v3.0 (unset, as LeRobot >= 0.4 records) or v2.1 "
+        "(openpi, GR00T); appending keeps the dataset's",
     )
     ray_address: str | None = flag(None, "a Ray cluster to join (unset: local)")
 

@@ -24,6 +24,7 @@ from pipelines.dataset.lock import LOCK, WriterLock
 from pipelines.dataset.metadata import EPISODE_SUCCESS
 from pipelines.dataset.stats import ImageStats, table_stats
 from pipelines.dataset.tables import features_of, frames_table, write_parquet
+from pipelines.dataset.units import UNITS_KEY, internal_units, joint_feature
 from pipelines.dataset.v30 import V30Appender, new_info_v30
 from pipelines.dataset.video import (
     VideoWriter,
@@ -39,13 +40,18 @@ class EpisodeRecorder:
     `begin()` starts an episode (its camera videos are written as frames arrive); `add()`
     buffers a frame; `save()` writes the episode and the metadata so that the dataset on disk is
     always complete: the episode being recorded only appears once saved. `discard()` drops it
-    (re-record). v2.1: the episode's own parquet file and videos, then the metadata, each
-    atomically. v3.0 (`version`, or an existing v3.0 dataset): the episode goes into the
-    current shared files (or starts the next ones when they are full), as one commit
-    (`pipelines.dataset.v30.V30Appender`).
+    (re-record). v3.0 (a new dataset's default, as LeRobot >= 0.4 records): the episode goes
+    into the current shared files (or starts the next ones when they are full), as one commit
+    (`pipelines.dataset.v30.V30Appender`). v2.1 (`version="v2.1"`, or an existing v2.1
+    dataset): the episode's own parquet file and videos, then the metadata, each atomically.
 
     `vcodec` is the video codec (av1, h264 or mpeg4; default: av1 where PyAV has SVT-AV1).
     Appending keeps the dataset's codec: asking for another one is a DatasetError.
+
+    `observation.state` and `action` are named `<joint>.pos` and carry their units in
+    info.json (`pipelines.dataset.units`): Flywheel's (degrees, the gripper range_0_100), or
+    `action_units` for another action (end-effector deltas). Appending to a dataset whose
+    units differ is a DatasetError.
     """
 
     def __init__(
@@ -61,26 +67,30 @@ class EpisodeRecorder:
         version: str | None = None,
         vcodec: str | None = None,
         action_names: Sequence[str] | None = None,
+        action_units: Sequence[str] | None = None,
     ):
-        """`version`: the layout of a new dataset (default v2.1); an existing dataset keeps its
+        """`version`: the layout of a new dataset (default v3.0); an existing dataset keeps its
         own, and asking for another is an error. `action_names`: the action's components when
-        they are not the joints' targets (e.g. end-effector deltas dx, dy, dz, gripper)."""
+        they are not the joints' targets (e.g. end-effector deltas dx, dy, dz, gripper), and
+        `action_units` their units (None: none recorded)."""
         self.root = Path(root)
         self.fps = fps
         self.task = task
         self.cameras = dict(cameras)  # key -> (height, width)
         self.data_type = data_type
         names = [f"{j}.pos" for j in joint_names]
-        self._vector = {"dtype": "float32", "shape": [len(names)], "names": names}
-        action = names if action_names is None else list(action_names)
-        self._action = {"dtype": "float32", "shape": [len(action)], "names": action}
+        self._vector = joint_feature(names, internal_units(names))
+        if action_names is None:
+            self._action = dict(self._vector)
+        else:
+            self._action = joint_feature(list(action_names), action_units)
         self._episodes: list[dict] = []
         self._stats: dict[int, dict] = {}
         self._tasks: dict[int, str] = {}
         self.info: dict | None = None
         self.robot_type = robot_type
         self.chunks_size = DEFAULT_CHUNKS_SIZE
-        self.version = version or V21
+        self.version = version or V30
         if version not in (None, V21, V30):
             raise DatasetError(f"--format {version!r}: {V21} or {V30}")
         self._appender: V30Appender | None = None
@@ -129,6 +139,13 @@ class EpisodeRecorder:
             raise DatasetError(
                 f"{self.root}/meta/info.json: cameras {want}, recording {self.cameras}"
             )
+        for key, mine in (("observation.state", self._vector), ("action", self._action)):
+            theirs = (ds.features.get(key) or {}).get(UNITS_KEY)
+            if theirs is not None and theirs != mine.get(UNITS_KEY):
+                raise DatasetError(
+                    f"{self.root}/meta/info.json: {key} is in {theirs}; cannot append "
+                    f"episodes in {mine.get(UNITS_KEY)}"
+                )
         self.info = ds.info
         self.chunks_size = ds.chunks_size
         self._tasks = dict(ds.tasks)

@@ -37,6 +37,7 @@ class ArmOptions:
     cfg_scale: float = 1.0
     n_action_steps: int | None = None  # default: the checkpoint's
     name: str | None = None
+    calibration: dict | None = None  # the arm's, converting a policy in other units (--calibration)
 
 
 @dataclass
@@ -58,6 +59,13 @@ class EvalConfig(FlagConfig):
         help="another arm, SOURCE[#prompt=P][#cfg=B][#steps=N][#name=X] (repeatable)",
         metavar="ARM",
         append=True,
+    )
+    calibration: str | None = flag(
+        None,
+        "the calibration of the arm a policy's data was recorded with, to run a policy trained "
+        "in LeRobot's range_m100_100 in the simulator's degrees: a JSON file (LeRobot's schema) "
+        "or a follower id in LeRobot's calibration folders",
+        metavar="FILE|ID",
     )
     report: str | None = flag(None, "write the report as JSON here")
     videos: int = flag(2, "episodes per arm filmed for MLflow")

@@ -10,6 +10,10 @@
   config, so a policy is rolled out in the conditions it was trained for; every arm of one
   evaluation must agree on them (controllers take the checkpoints'), and a checkpoint whose
   state or action dimensions or cameras the simulator does not have is refused up front.
+* **Units**: the simulator's joints are in degrees (gripper 0..100). A policy trained in other
+  units (LeRobot's range_m100_100: its checkpoint's `units`) sees its observations converted
+  and its joint actions converted back with the arm's calibration (`--calibration FILE|ID`),
+  or is refused up front in one line without one.
 * **Seeds** `--seed` .. `--seed + N - 1` for every arm: episode k of each arm starts from the
   same cube pose, so arms are compared seed by seed (paired). An episode succeeds if
   `info["success"]` is true at any step before the time limit truncates it (lerobot-eval's
@@ -33,6 +37,7 @@ import numpy as np
 import ray
 
 from pipelines.dataset import DatasetError, atomic_write_json
+from pipelines.dataset.calibration import load_calibration_option
 from pipelines.evaluation.config import (
     ArmOptions,
     EnvSettings,
@@ -58,8 +63,13 @@ def _validate(cfg: EvalConfig) -> list[LoadedPolicy]:
         raise DatasetError(f"--n-action-steps {cfg.n_action_steps}: at least 1")
     check_cfg_scale(cfg.cfg_scale, "--cfg-scale")
     check_job_output(cfg.report, "--report")  # before the evaluation, not after it
-    first = ArmOptions(cfg.prompt, cfg.cfg_scale, cfg.n_action_steps, cfg.name)
+    arm = None
+    if cfg.calibration is not None:
+        arm = load_calibration_option(cfg.calibration, "--calibration")
+    first = ArmOptions(cfg.prompt, cfg.cfg_scale, cfg.n_action_steps, cfg.name, arm)
     arms = [(cfg.checkpoint, first)] + [parse_arm(s) for s in cfg.compare]
+    for _, options in arms:
+        options.calibration = arm
     loaded = [load_source(src, opts) for src, opts in arms]
     names = [p.name for p in loaded]
     for i, n in enumerate(names):  # names identify arms in the report: make them unique

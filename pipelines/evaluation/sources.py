@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipelines.dataset import DatasetError
+from pipelines.dataset.units import JointConverter
 from pipelines.evaluation.config import CONTROLLER_PREFIX, ArmOptions, EnvSettings
 from pipelines.labeling.advantage import base_task
 from pipelines.policy.data import label_of
@@ -159,7 +160,9 @@ def resolve_prompt(prompt: str | None, meta: dict) -> tuple[str, str]:
 
 @dataclass
 class LoadedChunkPolicy:
-    """A `policy` checkpoint: config, weights and the prompt to run it with."""
+    """A `policy` checkpoint: config, weights and the prompt to run it with; `units`: the
+    joints' units it was trained in (its meta's; None: degrees, from before units were
+    recorded), converted at the simulator's edge with the arm's `calibration`."""
 
     name: str
     source: str
@@ -170,6 +173,25 @@ class LoadedChunkPolicy:
     bare_prompt: str
     cfg_scale: float
     n_action_steps: int
+    units: dict | None = None
+    calibration: dict | None = None
+
+    def converters(self) -> tuple[JointConverter | None, JointConverter | None]:
+        """(observation.state's, the joint action's) converters between the simulator's
+        degrees and the policy's units; a one-line DatasetError when a calibration is needed
+        and not given."""
+        if not self.units:
+            return None, None
+        hint = (
+            "the policy was trained in them: give --calibration FILE|ID (the calibration of the "
+            "arm its data was recorded with)"
+        )
+        joints, arm = self.units["joints"], self.calibration
+        state = JointConverter(joints, self.units["observation.state"], arm, self.name, hint)
+        action_units = self.units.get("action")
+        if self.env.action_mode != "joint" or action_units is None:
+            return state, None
+        return state, JointConverter(joints, action_units, arm, self.name, hint)
 
     def check(self, env) -> None:
         """Refuse a policy whose inputs or outputs the simulator does not have."""
@@ -193,13 +215,21 @@ class LoadedChunkPolicy:
                 f"{self.name}: camera {missing[0]!r} is not one of the simulator's "
                 f"({', '.join(k for k in obs.spaces if k.startswith('observation.images'))})"
             )
+        self.converters()
 
     def make(self, env) -> Policy:
         torch.set_num_threads(1)
         model = ChunkPolicy(PolicyConfig(**self.model_config))
         model.load_state_dict(self.state)
+        state_units, action_units = self.converters()
         return ChunkPolicyRunner(
-            model, self.prompt, self.bare_prompt, self.cfg_scale, self.n_action_steps
+            model,
+            self.prompt,
+            self.bare_prompt,
+            self.cfg_scale,
+            self.n_action_steps,
+            state_units=state_units,
+            action_units=action_units,
         )
 
 
@@ -226,8 +256,23 @@ def load_chunk_policy(path: Path, options: ArmOptions) -> LoadedChunkPolicy:
         )
     name = options.name or _arm_name(path, chosen, options)
     state = load_state(path)["model"]
+    units = meta.get("units")
+    if units is not None and not (
+        isinstance(units, dict) and {"joints", "observation.state"} <= set(units)
+    ):
+        raise DatasetError(f"{path}/policy.json: units is {units!r}, not the policy's units")
     return LoadedChunkPolicy(
-        name, str(path), env, model_config, state, prompt, bare, options.cfg_scale, n_steps
+        name,
+        str(path),
+        env,
+        model_config,
+        state,
+        prompt,
+        bare,
+        options.cfg_scale,
+        n_steps,
+        units,
+        options.calibration,
     )
 
 

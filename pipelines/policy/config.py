@@ -12,6 +12,7 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipelines.dataset.units import BODY_UNITS, UNITS_HELP
 from pipelines.policy.data import DEFAULT_DATA_TYPE_WEIGHTS
 from pipelines.policy.model import ACTION_FRAMES
 from pipelines.policy.weighting import WEIGHTINGS
@@ -126,6 +127,9 @@ class PolicyTrainConfig(FlagConfig):
     advantage_column: str = flag("absolute_advantage", "float column A for --weighting awr")
     sim_task: str | None = flag(
         None, "simulated task eval-policy runs; unset: from the task text", choices=SIM_TASKS
+    )
+    units: str | None = flag(  # recorded in the checkpoint
+        None, UNITS_HELP.format("the dataset's"), choices=BODY_UNITS
     )
     # a Sequence, not a list: the flag is one comma-separated text (`parse_episodes`)
     holdout_episodes: Sequence[int] | None = flag(

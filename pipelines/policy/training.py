@@ -16,7 +16,9 @@ with `drop_negative`, or each data type an equal share with `balance_data_types`
 averages the gradients.
 
 Checkpoints (kind "policy": model, optimizer, critics, step, config, normalization stats,
-prompts and the simulator settings that eval-policy uses) every `checkpoint_every` steps in
+prompts, the joints' units the policy was trained in (`units`: the dataset's, from its
+info.json or `--units`, `pipelines.dataset.units`; eval-policy converts at the simulator's edge)
+and the simulator settings that eval-policy uses) every `checkpoint_every` steps in
 `storage/name`; running the same command again resumes from the last one (Ray Train V2:
 same name and storage; a run name that holds another model or recipe is refused with the
 differences listed), and a worker that dies is replaced and the group resumes from the last
@@ -37,6 +39,7 @@ import numpy as np
 import torch
 
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.dataset.units import dataset_units
 from pipelines.labeling.advantage import base_task
 from pipelines.policy.config import (
     CONDITIONINGS,
@@ -354,6 +357,7 @@ def prepare(cfg: PolicyTrainConfig, episodes: list[int] | None = None) -> Policy
     action_frame = net.action_frame
     if action_frame == "relative" and list(state_shape) != list(action_shape):
         action_frame = "absolute"  # actions are not joint targets of the state's joints
+    units = dataset_units(ds, cfg.units)
     scan = scan_dataset(ds, train + held, cfg, action_frame)
     for key in scan.cameras:  # fail fast on a codec OpenCV cannot decode
         next(iter(ds.iter_camera_frames(train[0], key, cfg.data_dir)))
@@ -376,6 +380,8 @@ def prepare(cfg: PolicyTrainConfig, episodes: list[int] | None = None) -> Policy
         "conditioning": cfg.learner.conditioning,
         "n_action_steps": net.n_action_steps,
         "env": env_settings(ds, cfg, scan.action_dim),
+        "units": units.meta(),
+        "unit": units.body,  # the body joints' (the gripper: range_0_100), as export reads it
         "dataset": str(ds.root.resolve()),
         "train_frames": scan.frames,
         "data_types": scan.data_types,

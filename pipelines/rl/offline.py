@@ -17,6 +17,10 @@ earlier HIL-SERL run's recording) as replay episodes.
   interventions; `data_type == "demo"` marks demos, and a dataset without `data_type` counts as
   demos throughout: the mask `--bc-on interventions+demos` needs, stored explicitly because
   demo datasets carry no intervention flag.
+* **Units.** The env's joints are in degrees (the gripper 0..100). The dataset's units come
+  from its info.json, else `--offline-units`, else its values (`pipelines.dataset.units`); a
+  LeRobot recording in range_m100_100 is converted to degrees with the recording arm's
+  calibration (`--offline-calibration FILE|ID`), and refused in one line without one.
 * Images are resized to the env's image size; with a frozen encoder only its features are kept.
 """
 
@@ -25,6 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines.dataset import DatasetError, LeRobotDataset
+from pipelines.dataset.calibration import load_calibration_option
+from pipelines.dataset.units import JointConverter, dataset_units
 from pipelines.rl.frames import STATE_KEY
 from pipelines.rl.replay import Episode
 from pipelines.simulator.env import DEFAULT_WORKSPACE
@@ -56,8 +62,27 @@ def action_convention(ds: LeRobotDataset) -> str:
     )
 
 
-def check_offline_dataset(path: str, cameras: list[str]) -> LeRobotDataset:
-    """The dataset, if HIL-SERL can seed its offline buffer with it (module docstring)."""
+def offline_converters(
+    ds: LeRobotDataset, units: str | None, calibration: str | None
+) -> tuple[JointConverter, JointConverter | None]:
+    """The dataset's state and (joint) action converters to the env's units (module
+    docstring); `units`: --offline-units, `calibration`: --offline-calibration."""
+    found = dataset_units(ds, units, "--offline-units")
+    arm = None
+    if calibration is not None:
+        arm = load_calibration_option(calibration, "--offline-calibration")
+    return found.converters(
+        arm,
+        f"{ds.root}/meta/info.json",
+        "give --offline-calibration FILE|ID (the recording arm's calibration)",
+    )
+
+
+def check_offline_dataset(
+    path: str, cameras: list[str], units: str | None = None, calibration: str | None = None
+) -> LeRobotDataset:
+    """The dataset, if HIL-SERL can seed its offline buffer with it (module docstring);
+    `units` and `calibration`: --offline-units and --offline-calibration."""
     ds = LeRobotDataset(path)
     info = f"{ds.root}/meta/info.json"
     have = ds.camera_keys
@@ -74,6 +99,7 @@ def check_offline_dataset(path: str, cameras: list[str]) -> LeRobotDataset:
     action_convention(ds)
     if not ds.episode_indices:
         raise DatasetError(f"{ds.root}: no episodes")
+    offline_converters(ds, units, calibration)
     return ds
 
 
@@ -89,9 +115,13 @@ def load_offline_episodes(
     encoder=None,
     keep_images: bool = True,
     workspace=None,
+    units: str | None = None,
+    calibration: str | None = None,
 ):
-    """Yield each dataset episode as a replay `Episode` (module docstring)."""
+    """Yield each dataset episode as a replay `Episode` (module docstring); `units` and
+    `calibration`: --offline-units and --offline-calibration."""
     convention = action_convention(ds)
+    state_units, action_units = offline_converters(ds, units, calibration)
     workspace = workspace or DEFAULT_WORKSPACE
     for e in ds.episode_indices:
         names = ["observation.state", "action", "next.reward"]
@@ -100,8 +130,11 @@ def load_offline_episodes(
         for name in names:
             if name not in have:
                 raise DatasetError(f"{ds.relative(ds.data_file(e))}: missing column {name!r}")
-        state = _column(table, STATE_KEY).astype(np.float32)
+        state = state_units.to_internal(_column(table, STATE_KEY).astype(np.float64))
+        state = state.astype(np.float32)
         action = _column(table, "action").astype(np.float64)
+        if action_units is not None:
+            action = action_units.to_internal(action)
         reward = table.column("next.reward").to_numpy(zero_copy_only=False).astype(np.float32)
         n = len(state)
         if n == 0:

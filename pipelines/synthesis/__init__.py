@@ -11,17 +11,17 @@ Episodes are rolled out in the embedded simulator (`pipelines.simulator`) by scr
 graded quality, drawn from `--mix`, as Ray tasks in parallel: each task renders its episodes'
 two cameras straight into mp4 files and returns the frames' table; once every episode's length
 is known the parquet files are written (the global `index` needs them), then the metadata.
-`--format v2.1` (default, kai0's layout) keeps one parquet file and one video per episode and
-camera; `--format v3.0` (LeRobot >= 0.4) packs consecutive episodes into files chunked by size:
-the per-episode videos are concatenated (remuxed, not re-encoded) into each camera's files, one
-Ray task per output file.
+`--format v3.0` (the default, as LeRobot >= 0.4 records) packs consecutive episodes into files
+chunked by size: the per-episode videos are concatenated (remuxed, not re-encoded) into each
+camera's files, one Ray task per output file; `--format v2.1` (kai0's and openpi's layout)
+keeps one parquet file and one video per episode and camera.
 
-Columns per frame: `observation.state` (6 joints: degrees, gripper 0-100), `action` (the 6
-joint targets sent), videos `observation.images.front` / `.wrist`, `timestamp`, `frame_index`,
-`episode_index`, `index`, `task_index`, `next.reward` (1.0 on the step that succeeds),
-`next.done`, `progress` (the simulator's task progress: it drops when the arm backs off or the
-cube slips), `stage_progress_gt`, `progress_gt`, `data_type` and
-`complementary_info.is_intervention`.
+Columns per frame: `observation.state` (6 joints: degrees, gripper 0-100, named and given their
+units in info.json, `pipelines.dataset.units`), `action` (the 6 joint targets sent), videos
+`observation.images.front` / `.wrist`, `timestamp`, `frame_index`, `episode_index`, `index`,
+`task_index`, `next.reward` (1.0 on the step that succeeds), `next.done`, `progress` (the
+simulator's task progress: it drops when the arm backs off or the cube slips),
+`stage_progress_gt`, `progress_gt`, `data_type` and `complementary_info.is_intervention`.
 
 * `stage_progress_gt` follows the stage-advantage definition k/K + (1/K) * (position in
   stage / stage length) over the task's K stages (reach, grasp[, lift]), k being the stage the

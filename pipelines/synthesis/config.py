@@ -55,9 +55,9 @@ class SynthConfig(FlagConfig):
         "video codec: av1 (the default where PyAV has SVT-AV1, as LeRobot's), h264 or mpeg4",
     )
     format: str = flag(
-        V21,
-        f"LeRobot layout: {V21} (one file per episode) or {V30} (as LeRobot >= 0.4 records: "
-        "episodes packed into files chunked by size)",
+        V30,
+        f"LeRobot layout: {V30} (as LeRobot >= 0.4 records: episodes packed into files chunked "
+        f"by size) or {V21} (one file per episode, as openpi, kai0 and GR00T read)",
     )
     ray_address: str | None = flag(None, "the Ray cluster (default: local)")
 

@@ -3,7 +3,8 @@
 The episodes' Ray tasks return their tables without the global `index` column: once every
 episode's length is known, `write_rollouts` writes the parquet files (v2.1: one Ray task per
 group of episodes; v3.0: episodes packed into files, one Ray task per output file) and the
-metadata, with each episode's outcome (`episode_success`, what the simulator saw).
+metadata, with each episode's outcome (`episode_success`, what the simulator saw), and the
+joints named and given their units (degrees, the gripper range_0_100; `pipelines.dataset.units`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipelines.dataset import (
     write_meta,
     write_parquet,
 )
+from pipelines.dataset.units import name_so101_features
 from pipelines.simulator.tasks import CAMERAS
 from pipelines.synthesis.config import DatasetLayout
 
@@ -66,7 +68,7 @@ def write_rollouts(
         tables = [with_index(t, int(first)) for t, first in zip(tables, firsts, strict=True)]
         info = new_info_v30(
             fps=cfg.fps,
-            features=features_of(tables[0], vfeatures),
+            features=name_so101_features(features_of(tables[0], vfeatures)),
             total_episodes=0,
             total_frames=0,
             total_tasks=0,
@@ -91,7 +93,8 @@ def write_rollouts(
                 for g, (_, tables_ref) in zip(groups, refs, strict=True)
             ]
         )
-        features = features_of(pq.read_schema(episode_data_path(root, 0)).empty_table(), vfeatures)
+        schema = pq.read_schema(episode_data_path(root, 0))
+        features = name_so101_features(features_of(schema.empty_table(), vfeatures))
         info = new_info(
             fps=cfg.fps,
             features=features,

@@ -33,12 +33,30 @@ def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def pinned_ray_version() -> str:
-    for dep in pyproject()["project"]["dependencies"]:
-        m = re.fullmatch(r"ray(\[[^\]]*\])?==([0-9][^;\s]*)", dep.strip())
+def constraints() -> dict[str, str]:
+    """constraints.txt's exact pins, package name (lower case) -> version."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([0-9][^;\s]*)", line.strip())
         if m:
-            return m.group(2)
-    raise AssertionError("pyproject.toml pins no Ray version (ray[...]==X)")
+            pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def pinned_ray_version() -> str:
+    """The Ray that constraints.txt pins (pyproject.toml states a range that must hold it)."""
+    version = constraints().get("ray")
+    if version is None:
+        raise AssertionError("constraints.txt pins no Ray version (ray==X)")
+    return version
+
+
+def pinned_dependency(dep: str) -> str:
+    """pyproject.toml's requirement `dep` at constraints.txt's exact version (as it is when
+    constraints.txt pins no such package): "torch>=2.11" -> "torch==2.13.0"."""
+    m = re.match(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?", dep.strip())
+    version = constraints().get(m.group(1).lower()) if m else None
+    return f"{m.group(1)}{m.group(2) or ''}=={version}" if version else dep
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -53,5 +71,5 @@ def image_problems(image: str, where: str, pinned: str) -> list[str]:
     if repo != "rayproject/ray":
         return [f"{where}: image {image!r} is not rayproject/ray"]
     if tag != pinned and not tag.startswith(pinned + "-"):
-        return [f"{where}: image {image!r} is not Ray {pinned}, the version pyproject.toml pins"]
+        return [f"{where}: image {image!r} is not Ray {pinned}, the version constraints.txt pins"]
     return []

@@ -28,6 +28,7 @@ from pipelines.selection.propensity import (
 
 def small(out, **kw):
     args = dict(out=str(out), episodes=2, image_size=32, critical="grasp+every:6", seed=3)
+    args["format"] = "v2.1"  # these tests read the episodes' own files (v2.1's layout)
     args.update(kw)
     return CollectConfig.from_flags(**args)
 

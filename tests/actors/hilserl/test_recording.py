@@ -60,3 +60,23 @@ def test_each_episode_is_recorded_with_the_success_its_rollout_saw(tmp_path, rer
     assert [ds.episode_length(e) for e in ds.episode_indices] == [4, 5, 3, 2]
     rewards = [ds.read_episode(e)["next.reward"].to_pylist()[-1] for e in ds.episode_indices]
     assert rewards == [1.0, 0.0, 1.0, 1.0]  # next.reward stays the run's reward
+
+
+def test_a_new_recording_is_v30_with_units_and_a_resumed_one_keeps_its_layout(tmp_path):
+    def record(root, episodes, version=None):
+        recorder = OnlineRecorder(root, 10, "t", {FRONT: (32, 32)}, 0.02, version)
+        try:
+            recorder.record(episodes)
+        finally:
+            recorder.close()
+        return LeRobotDataset(root)
+
+    new = record(str(tmp_path / "new"), [episode(3, True, {"success": True})])
+    assert new.version == "v3.0"  # the default, as LeRobot >= 0.4 records
+    assert new.features["observation.state"]["units"] == ["degrees"] * 5 + ["range_0_100"]
+    assert new.features["action"]["names"] == ["dx", "dy", "dz", "gripper"]
+    assert new.features["action"]["units"] == ["m", "m", "m", "range_0_100"]
+    old = str(tmp_path / "old")
+    assert record(old, [episode(3, True, {})], version="v2.1").version == "v2.1"
+    resumed = record(old, [episode(2, False, {})], version="v3.0")  # a resumed run's
+    assert resumed.version == "v2.1" and resumed.episode_indices == [0, 1]

@@ -8,7 +8,7 @@ import pytest
 from actors.emulated_robot import EMULATED_CALIBRATION, REPLY_TIMEOUT_MS
 from actors.feetech.calibration import Normalizer, load_calibration
 from pipelines import robot
-from pipelines.dataset import LeRobotDataset, read_video
+from pipelines.dataset import LeRobotDataset
 from tests.helpers import wait_until
 
 
@@ -57,7 +57,8 @@ def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
     assert robot.main([str(a) for a in argv]) == 0
     printed = capsys.readouterr().out
     ds = LeRobotDataset(out)
-    assert ds.info["total_episodes"] == 2 and ds.fps == 30
+    assert ds.info["total_episodes"] == 2 and ds.fps == 30 and ds.version == "v3.0"
+    assert ds.features["observation.state"]["units"] == ["degrees"] * 5 + ["range_0_100"]
     assert set(ds.video_keys) == {"observation.images.front", "observation.images.wrist"}
     assert {ds.features[k]["info"]["video.codec"] for k in ds.video_keys} == {"av1"}
     assert not ds.missing()
@@ -70,8 +71,8 @@ def test_teleop_sim_records_a_readable_dataset(tmp_path, capsys):
         # however slowly the loop runs (30 Hz on a quiet machine: about 3x as many).
         assert n == ds.episodes[ep]["length"] > 10
         assert t["frame_index"].to_pylist() == list(range(n))
-        for key in ds.video_keys:
-            assert read_video(ds.video_file(ep, key)).shape == (n, 128, 128, 3)
+        for key in ds.video_keys:  # v3.0 (the default): the episode's span of the shared file
+            assert np.stack(list(ds.iter_camera_frames(ep, key))).shape == (n, 128, 128, 3)
         successes += int(t["next.reward"].to_numpy()[-1] == 1.0)
         state = np.stack(t["observation.state"].to_numpy(zero_copy_only=False))
         action = np.stack(t["action"].to_numpy(zero_copy_only=False))

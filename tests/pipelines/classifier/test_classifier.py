@@ -158,6 +158,7 @@ def tiny(tmp_path_factory, ray_cluster):
             mix="expert=1,failing=1",
             operator=0.0,
             steps_after_success=6,
+            format="v2.1",  # a test below rewrites one episode's own file
         ),
         out=lambda *a: None,
     )

@@ -27,8 +27,8 @@ def datasets(tmp_path_factory):
     base = tmp_path_factory.mktemp("policy")
     raw = base / "raw"
     synth.run(
-        synth.SynthConfig(
-            out=str(raw), episodes=6, seed=5, image_size=32, mix="expert=1,failing=1"
+        synth.SynthConfig(  # v2.1: the errors below name its per-episode files
+            out=str(raw), episodes=6, seed=5, image_size=32, mix="expert=1,failing=1", format="v2.1"
         ),
         out=lambda *a: None,
     )

@@ -127,7 +127,8 @@ def _digest(root):
 @pytest.mark.usefixtures("ray_cluster")
 def test_dataset_reads_back_and_is_deterministic(tmp_path):
     mix = "expert=1,hesitant=1,noisy=1,failing=1"
-    cfg = dict(episodes=6, seed=3, mix=mix, operator=1.0, image_size=48)
+    # v2.1: the episodes' own videos and episodes_stats.jsonl are read below
+    cfg = dict(episodes=6, seed=3, mix=mix, operator=1.0, image_size=48, format="v2.1")
     a = synthesis.run(synthesis.SynthConfig(out=str(tmp_path / "a"), **cfg), out=lambda *x: None)
     b = synthesis.run(synthesis.SynthConfig(out=str(tmp_path / "b"), **cfg), out=lambda *x: None)
 
@@ -193,12 +194,14 @@ def test_v30_episodes_carry_their_outcome(tmp_path):
             mix="expert=1,failing=1",
             operator=0.0,  # nobody rescues the failing controller
             image_size=32,
-            vcodec="mpeg4",
-            format="v3.0",
+            vcodec="mpeg4",  # the layout: v3.0, the default
         ),
         out=lambda *x: None,
     )
     ds = LeRobotDataset(made.root)
     assert ds.version == "v3.0"
+    for key in ("observation.state", "action"):  # LeRobot's names, and the joints' units
+        assert ds.features[key]["names"][0] == "shoulder_pan.pos"
+        assert ds.features[key]["units"] == ["degrees"] * 5 + ["range_0_100"]
     assert ds.outcomes == {m["episode_index"]: m["success"] for m in made.episodes}
     assert set(ds.outcomes.values()) == {True, False}
