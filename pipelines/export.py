@@ -54,11 +54,11 @@ from pipelines.dataset.atomic import fsync_path, make_folders
 from pipelines.dataset.errors import one_line
 from pipelines.estimator.config import KIND as ESTIMATOR_KIND
 from pipelines.estimator.model import load_checkpoint as load_estimator
-from pipelines.evaluation.sources import latest_in_run, resolve_prompt
+from pipelines.evaluation.sources import resolve_prompt
 from pipelines.policy.config import KIND as POLICY_KIND
 from pipelines.policy.model import ChunkPolicy, PolicyConfig
 from pipelines.runtime import exported
-from pipelines.runtime.checkpoints import checkpoint_kind, load_state, read_meta
+from pipelines.runtime.checkpoints import load_state, read_meta, resolve_checkpoint
 from pipelines.runtime.cli import HelpFormatter, Job, job_main
 from pipelines.runtime.cluster import check_job_output, exit_process
 from pipelines.runtime.flags import FlagConfig, flag
@@ -216,14 +216,7 @@ def find_checkpoint(source: str) -> tuple[Path, str]:
     path = Path(source)
     if not path.is_dir():
         raise DatasetError(f"{source}: no such checkpoint or run folder")
-    kind = checkpoint_kind(path)
-    if kind is None:  # a run folder: its latest checkpoint
-        path, kind = latest_in_run(path)
-    if kind is None:
-        raise DatasetError(
-            f"{source}: not a checkpoint folder (no state.pt and <kind>.json) nor a run folder "
-            "holding checkpoint_* folders"
-        )
+    path, kind = resolve_checkpoint(source)
     if kind not in EXPORTERS:
         raise DatasetError(
             f"{source}: a {kind} checkpoint; flywheel export exports {', '.join(EXPORTERS)} "

@@ -23,7 +23,7 @@ from pipelines.labeling.advantage import base_task
 from pipelines.policy.data import label_of
 from pipelines.policy.model import ChunkPolicy, PolicyConfig
 from pipelines.policy.runner import ChunkPolicyRunner
-from pipelines.runtime.checkpoints import checkpoint_kind, latest_checkpoint, load_state, read_meta
+from pipelines.runtime.checkpoints import load_state, read_meta, resolve_checkpoint
 from pipelines.simulator.controllers import CONTROLLERS, make_controller
 from pipelines.simulator.tasks import TASKS
 
@@ -289,35 +289,13 @@ def load_source(source: str, options: ArmOptions) -> LoadedPolicy:
     path = Path(source)
     if not path.exists():
         raise DatasetError(f"{source}: no such checkpoint (or controller:<name>)")
-    kind = checkpoint_kind(path)
-    if kind is None:  # a run folder: its latest checkpoint
-        path, kind = latest_in_run(path)
-    if kind is None:
-        raise DatasetError(
-            f"{source}: not a checkpoint folder (no state.pt and <kind>.json) nor a run folder "
-            "holding checkpoint_* folders"
-        )
+    path, kind = resolve_checkpoint(source)
     if kind not in LOADERS:
         raise DatasetError(
             f"{source}: {_a(kind)} checkpoint; eval-policy evaluates policies "
             f"(checkpoint kinds: {', '.join(sorted(LOADERS))}; or controller:<name>)"
         )
     return LOADERS[kind](path, options)
-
-
-def latest_in_run(run_dir: Path) -> tuple[Path, str | None]:
-    """The checkpoint of a run folder with the most steps, and its kind (None: no checkpoint)."""
-    kinds = {checkpoint_kind(p) for p in run_dir.glob("checkpoint_*") if p.is_dir()} - {None}
-    if len(kinds) != 1:
-        return run_dir, None
-    kind = kinds.pop()
-    latest = latest_checkpoint(run_dir, kind)
-    if latest is None:  # every one unregistered by Ray or broken (runtime.checkpoints)
-        raise DatasetError(
-            f"{run_dir}: no loadable {kind} checkpoint in the run folder (each checkpoint_* is "
-            "incomplete or corrupt); give a checkpoint folder, or train again"
-        )
-    return latest, kind
 
 
 def _a(word: str) -> str:

@@ -204,3 +204,27 @@ def check_resume(
             "choose another --name"
         )
     return {**meta, "path": str(previous)}
+
+
+def resolve_checkpoint(source: str | os.PathLike) -> tuple[Path, str]:
+    """(checkpoint folder, kind) of a checkpoint folder, or of a run folder: the checkpoint with
+    the most steps of its one kind; a one-line DatasetError for anything else."""
+    path = Path(source)
+    kind = checkpoint_kind(path)
+    if kind is None:  # a run folder: its latest checkpoint
+        kinds = {checkpoint_kind(p) for p in path.glob("checkpoint_*") if p.is_dir()} - {None}
+        if len(kinds) == 1:
+            kind = kinds.pop()
+            latest = latest_checkpoint(path, kind)
+            if latest is None:  # every one unregistered by Ray or broken
+                raise DatasetError(
+                    f"{path}: no loadable {kind} checkpoint in the run folder (each checkpoint_* "
+                    "is incomplete or corrupt); give a checkpoint folder, or train again"
+                )
+            path = latest
+    if kind is None:
+        raise DatasetError(
+            f"{source}: not a checkpoint folder (no state.pt and <kind>.json) nor a run folder "
+            "holding checkpoint_* folders"
+        )
+    return path, kind
