@@ -2,7 +2,8 @@
 
 config    DemoConfig: the demo's flags, checked before anything is touched
 state     Demo: the demo's folder and `demo.json` (what each step recorded), DemoError
-offline   steps 1-5: synthesize, label, train the estimator, estimate, AWBC against BC
+offline   steps 1-5: synthesize, record outcomes, learn the value (RECAP), estimate and label
+          (checked against true progress), AWBC against BC
 online    steps 6-8: the served reward classifier, HIL-SERL with it, a threshold sweep
 driver    STEPS, run(config) and the summary table
 """

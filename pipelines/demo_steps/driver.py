@@ -13,14 +13,20 @@ from pipelines.demo_steps.state import Demo, DemoError
 from pipelines.runtime.tracking import check_tracking_uri
 
 STEPS: list[tuple[str, Callable[[Demo], str]]] = [
-    ("synthesize SO-101 episodes in the simulator", offline.synthesize),
-    ("Stage 0: label from progress (binary, top 30% positive)", offline.label_from_progress),
-    ("Stage 1: train the kai0 advantage estimator (Ray Train)", offline.train_the_estimator),
+    ("simulate SO-101 episodes of mixed quality, some failed", offline.synthesize),
+    ("record which episodes succeeded (flywheel outcomes)", offline.record_outcomes),
     (
-        "Stage 2: estimate every frame (Ray Data), relabel from the estimate",
-        offline.estimate_and_relabel,
+        "learn a value from the outcomes alone: RECAP's steps-to-success (Ray Train)",
+        offline.train_the_value,
     ),
-    ("Stage 3: AWBC against plain BC, in the simulator on the same seeds", offline.awbc_against_bc),
+    (
+        "score every frame (Ray Data), label each task's best 30% positive, check the labels",
+        offline.estimate_and_label,
+    ),
+    (
+        "AWBC on those labels against plain BC, in the simulator on the same seeds",
+        offline.awbc_against_bc,
+    ),
     (
         "the reward classifier: train (Ray Train), serve (Ray Serve), score",
         online.reward_classifier,

@@ -170,12 +170,12 @@ def intervention_rates(episodes: list[dict]) -> tuple[float, float]:
 def hilserl_with_served_reward(d: Demo) -> str:
     """HIL-SERL with the step-6 classifier served as the reward, the simulated operator on."""
     clf = d.need(6)
-    estimator = d.need(3)["checkpoint"]
+    value_model = d.need(3)["checkpoint"]
     c = d.config
     print(
         f"  {c.hilserl_steps} env steps in the simulator, 1 collector, the simulated operator; "
         "reward and episode ends from the served classifier (Ray Serve, through its handle); "
-        "the step-3 estimator's image encoder frozen under the actor and critic"
+        "the step-3 value model's image encoder frozen under the actor and critic"
     )
     serve_reward(
         ServeConfig(
@@ -187,7 +187,7 @@ def hilserl_with_served_reward(d: Demo) -> str:
     try:
         result = hilserl.run(
             hilserl.HilserlConfig.from_flags(
-                encoder=f"frozen:{estimator}",
+                encoder=f"frozen:{value_model}",
                 reward="classifier",
                 success_frames=3,
                 steps=c.hilserl_steps,

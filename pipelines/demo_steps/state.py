@@ -34,6 +34,11 @@ class Demo:
         return self.out / "runs"
 
     @property
+    def outcomes_csv(self) -> Path:
+        """Which episodes succeeded, one line each (step 2 writes it)."""
+        return self.out / "outcomes.csv"
+
+    @property
     def state_path(self) -> Path:
         return self.out / "demo.json"
 
@@ -48,8 +53,8 @@ class Demo:
 
     def start_over(self) -> None:
         """A whole demo starts from an empty folder: it removes what an earlier demo made there
-        (`dataset/`, `runs/`, `demo.json`) and nothing else; a folder with other things in it
-        and no `demo.json` is not a demo's, and is refused."""
+        (`dataset/`, `runs/`, `outcomes.csv`, `demo.json`) and nothing else; a folder with
+        other things in it and no `demo.json` is not a demo's, and is refused."""
         if self.out.exists() and not self.out.is_dir():
             raise DemoError(f"{self.out}: --out is a file, not a folder")
         if self.out.is_dir() and any(self.out.iterdir()) and not self.state_path.exists():
@@ -60,6 +65,7 @@ class Demo:
         for made in (self.dataset, self.runs):
             if made.is_dir():
                 shutil.rmtree(made)
+        self.outcomes_csv.unlink(missing_ok=True)
         self.state_path.unlink(missing_ok=True)
         self.state = {}
 
